@@ -84,7 +84,7 @@ var (
 	// builtinScopes need no entry under issuer.scopes.
 	builtinScopes = []string{"openid", "profile", "email", "offline_access"}
 	// reservedClaims are set by the issuer itself and cannot be configured.
-	reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "typ", "auth_time", "acr", "amr", "nonce", "azp", "sid", "at_hash", "c_hash", "token_type", "active", "username"}
+	reservedClaims  = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "typ", "auth_time", "acr", "amr", "nonce", "azp", "sid", "at_hash", "c_hash", "token_type", "active", "username"}
 	clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 	claimPattern    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 )
