@@ -111,10 +111,10 @@ type TokenStore interface {
 	RevokeToken(ctx context.Context, hash string, at time.Time) error
 	// RevokeFamily revokes every token of a family and returns how many changed.
 	RevokeFamily(ctx context.Context, familyID string, at time.Time) (int, error)
-	// ConsumeToken atomically marks an unused, unrevoked token used at now and inserts the
-	// tokens that replace it (refresh rotation, code exchange). If it was already used or
-	// revoked, nothing changes and the error is ErrConflict: of two concurrent calls exactly
-	// one wins. It returns the record as it was before.
+	// ConsumeToken atomically marks an unused, unrevoked, unexpired token used at now and
+	// inserts the tokens that replace it (refresh rotation, code exchange). If it was already
+	// used or revoked, or has expired at now, nothing changes and the error is ErrConflict: of
+	// two concurrent calls exactly one wins. It returns the record as it was before.
 	ConsumeToken(ctx context.Context, hash string, now time.Time, replacements []Token) (Token, error)
 	// DeleteExpiredTokens removes records that expired before before and returns how many.
 	DeleteExpiredTokens(ctx context.Context, before time.Time) (int, error)
