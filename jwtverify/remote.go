@@ -94,7 +94,8 @@ type RemoteJWKS struct {
 	state       atomic.Pointer[remoteState]
 	mu          sync.Mutex
 	flight      *fetchFlight // the fetch in progress, or nil
-	lastDemand  time.Time    // start of the last fetch triggered by a miss
+	lastDemand  time.Time    // start of the last refetch for an unknown kid
+	lastAttempt time.Time    // start of the last fetch of any kind
 	lastErr     error        // outcome of the last failed fetch, for error messages
 }
 
@@ -224,7 +225,7 @@ func (r *RemoteJWKS) Keys(ctx context.Context, kid string) ([]jose.JSONWebKey, e
 			return keys, nil
 		}
 	}
-	f := r.startFetch(true)
+	f := r.startFetch(true, r.fresh(st, now))
 	if f == nil {
 		return nil, r.missError(kid)
 	}
@@ -259,9 +260,11 @@ func (r *RemoteJWKS) missError(kid string) error {
 	return fmt.Errorf("%w: kid %q", ErrKeyNotFound, quoteShort(kid))
 }
 
-// startFetch joins the fetch in progress or starts one. A fetch on demand (a miss) is allowed
-// at most once per minRefetch; when it is not allowed, startFetch returns nil at once.
-func (r *RemoteJWKS) startFetch(demand bool) *fetchFlight {
+// startFetch joins the fetch in progress or starts one. A fetch on demand is rate-limited and
+// returns nil at once when not allowed: with a servable set (an unknown kid) at most one per
+// minRefetch; without one (never fetched, or stale beyond maxStale) only when no fetch at all was
+// attempted in the last minRefetch, so that a dead JWKS endpoint is not hammered by requests.
+func (r *RemoteJWKS) startFetch(demand, haveSet bool) *fetchFlight {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.flight != nil {
@@ -270,13 +273,20 @@ func (r *RemoteJWKS) startFetch(demand bool) *fetchFlight {
 	if r.ctx.Err() != nil {
 		return nil // closed
 	}
+	now := r.now()
 	if demand {
-		now := r.now()
-		if !r.lastDemand.IsZero() && now.Sub(r.lastDemand) < r.minRefetch {
+		last := r.lastAttempt
+		if haveSet {
+			last = r.lastDemand
+		}
+		if !last.IsZero() && now.Sub(last) < r.minRefetch {
 			return nil
 		}
-		r.lastDemand = now
+		if haveSet {
+			r.lastDemand = now
+		}
 	}
+	r.lastAttempt = now
 	f := &fetchFlight{done: make(chan struct{})}
 	r.flight = f
 	r.wg.Add(1)
@@ -301,7 +311,7 @@ func (r *RemoteJWKS) refreshLoop() {
 	failures := 0
 	for {
 		var err error
-		if f := r.startFetch(false); f != nil {
+		if f := r.startFetch(false, false); f != nil {
 			select {
 			case <-f.done:
 				err = f.err

@@ -208,7 +208,9 @@ func TestVerifyAttacks(t *testing.T) {
 	}
 
 	n := elliptic.P256().Params().N.FillBytes(make([]byte, 32))
-	sigWith := func(r, s []byte) string { return parts[0] + "." + parts[1] + "." + b64(append(append([]byte{}, r...), s...)) }
+	sigWith := func(r, s []byte) string {
+		return parts[0] + "." + parts[1] + "." + b64(append(append([]byte{}, r...), s...))
+	}
 	zero32 := make([]byte, 32)
 
 	derSig := func() string { // a valid ES256 signature, ASN.1 DER encoded instead of r‖s
