@@ -92,7 +92,7 @@ func (is *Issuer) defaults() {
 		if cl.TokenFormat == "" {
 			cl.TokenFormat = "opaque"
 		}
-		if len(cl.GrantTypes) == 0 {
+		if cl.GrantTypes == nil { // absent; an explicit [] means no grant at all
 			cl.GrantTypes = []string{"client_credentials"}
 		}
 		if cl.Owner == "" {

@@ -199,11 +199,22 @@ func (is *Issuer) validate(c *Config, ps *Problems) {
 			ps.add(p+".id", "duplicate client id %q (first at clients[%d])", cl.ID, first)
 		}
 		seen[cl.ID] = i
-		is.validateClient(c, ps, p, cl)
+		is.validateClient(ps, p, cl)
 	}
 }
 
-func (is *Issuer) validateClient(c *Config, ps *Problems, p string, cl Client) {
+// ValidateClient checks one client against this issuer's scopes, as loading the file would
+// (portcullis clients add uses it). The error is Problems.
+func (is *Issuer) ValidateClient(cl Client) error {
+	var ps Problems
+	is.validateClient(&ps, "client", cl)
+	if len(ps) > 0 {
+		return ps
+	}
+	return nil
+}
+
+func (is *Issuer) validateClient(ps *Problems, p string, cl Client) {
 	if !ValidClientID(cl.ID) {
 		ps.add(p+".id", "required: 1-128 characters of letters, digits, . _ : -")
 	}

@@ -131,7 +131,7 @@ func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 
 // AccessLog writes one line per request: method, path (never the query, which may hold
 // secrets), status, bytes, latency, request id and what the handler put into Info.
-func AccessLog(log *slog.Logger, component string, next http.Handler) http.Handler {
+func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &StatusRecorder{ResponseWriter: w}
@@ -141,7 +141,6 @@ func AccessLog(log *slog.Logger, component string, next http.Handler) http.Handl
 		}
 		in := RequestInfo(r.Context())
 		attrs := []slog.Attr{
-			slog.String("component", component),
 			slog.String("request_id", RequestID(r.Context())),
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
