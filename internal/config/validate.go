@@ -135,8 +135,8 @@ func (is *Issuer) validate(c *Config, ps *Problems) {
 	if k.RotateEvery < 0 || (k.RotateEvery > 0 && k.RotateEvery < time.Hour) {
 		ps.add("issuer.keys.rotate_every", "must be at least 1h (or 0 to rotate only by command)")
 	}
-	if k.PublishAhead < 0 || k.PublishAhead > 7*24*time.Hour {
-		ps.add("issuer.keys.publish_ahead", "must be between 0 and 168h")
+	if k.PublishAhead < 5*time.Minute || k.PublishAhead > 7*24*time.Hour {
+		ps.add("issuer.keys.publish_ahead", "must be between 5m (the JWKS cache lifetime verifiers are told) and 168h")
 	}
 	if k.Overlap < 0 {
 		ps.add("issuer.keys.overlap", "must not be negative")
