@@ -164,7 +164,7 @@ var clientTests = []test{
 		c := sampleClient("c1")
 		c.Scopes = nil
 		must(t, "create", s.CreateClient(t.Context(), c, 0))
-		errs := race(concurrency, func(i int) error {
+		errs := race(s, concurrency, func(i int) error {
 			_, err := s.UpdateClient(t.Context(), "c1", func(c store.Client) (store.Client, error) {
 				c.Scopes = append(c.Scopes, id("scope", i))
 				return c, nil
@@ -213,7 +213,7 @@ var clientTests = []test{
 	}},
 	{"owner_cap_concurrent", func(t *testing.T, s store.Store) {
 		const limit = 5
-		errs := race(concurrency, func(i int) error {
+		errs := race(s, concurrency, func(i int) error {
 			return s.CreateClient(t.Context(), sampleClient(id("c", i)), limit)
 		})
 		if n := winners(t, errs, store.ErrLimit); n != limit {

@@ -53,7 +53,7 @@ var ephemeralTests = []test{
 	}},
 	{"take_concurrent_one_winner", func(t *testing.T, s store.Store) {
 		must(t, "put", s.PutEphemeral(t.Context(), "par", "k1", []byte("v"), wallClock().Add(time.Hour)))
-		errs := race(concurrency, func(int) error {
+		errs := race(s, concurrency, func(int) error {
 			v, err := s.TakeEphemeral(t.Context(), "par", "k1")
 			if err == nil && string(v) != "v" {
 				t.Errorf("taken value %q", v)

@@ -91,9 +91,12 @@ var keyTests = []test{
 		must(t, "seed", err)
 		cutoff := base.Add(24 * time.Hour)
 		created := make([]bool, concurrency)
-		errs := race(concurrency, func(i int) error {
+		errs := race(s, concurrency, func(i int) error {
 			_, err := s.UpdateKeys(t.Context(), func(ks []store.SigningKey) ([]store.SigningKey, error) {
 				created[i] = false // fn may run again if a backend retries
+				// Hold the decision open a moment, as a real rotation (key generation,
+				// sealing) does: a backend that lets two functions overlap shows it.
+				time.Sleep(2 * time.Millisecond)
 				for _, k := range ks {
 					if !k.CreatedAt.Before(cutoff) {
 						return ks, nil // someone rotated already

@@ -45,7 +45,7 @@ var replayTests = []test{
 	{"concurrent_one_new", func(t *testing.T, s store.Store) {
 		exp := wallClock().Add(time.Hour)
 		fresh := make([]bool, concurrency)
-		errs := race(concurrency, func(i int) error {
+		errs := race(s, concurrency, func(i int) error {
 			ok, err := s.MarkUsed(t.Context(), "jti-race", exp)
 			fresh[i] = ok
 			return err

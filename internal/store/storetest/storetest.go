@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -56,8 +57,21 @@ func wallClock() time.Time { return time.Now().UTC().Truncate(time.Microsecond) 
 // concurrency is how many goroutines race in the exactly-one-winner tests.
 const concurrency = 16
 
-// race runs fn(0..n-1) in n goroutines released together and returns their errors.
-func race(n int, fn func(i int) error) []error {
+// race runs fn(0..n-1) in n goroutines released together and returns their errors. It
+// first pings s from n goroutines, so that a pooled backend has its connections open and
+// the racers reach the database together rather than one connection set-up apart.
+func race(s store.Store, n int, fn func(i int) error) []error {
+	warm := make(chan struct{})
+	var wg0 sync.WaitGroup
+	for range n {
+		wg0.Go(func() {
+			<-warm
+			_ = s.Ping(context.Background())
+		})
+	}
+	close(warm)
+	wg0.Wait()
+
 	errs := make([]error, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup

@@ -206,7 +206,7 @@ var tokenTests = []test{
 	}},
 	{"consume_concurrent_one_winner", func(t *testing.T, s store.Store) {
 		must(t, "create", s.CreateToken(t.Context(), freshToken("r1", "F")))
-		errs := race(concurrency, func(i int) error {
+		errs := race(s, concurrency, func(i int) error {
 			_, err := s.ConsumeToken(t.Context(), "r1", base.Add(time.Second), []store.Token{freshToken(id("next", i), "F")})
 			return err
 		})

@@ -123,7 +123,7 @@ var userTests = []test{
 		u := sampleUser("u1", "alice")
 		u.Attributes = map[string]any{"n": float64(0)}
 		must(t, "create", s.CreateUser(t.Context(), u))
-		errs := race(concurrency, func(int) error {
+		errs := race(s, concurrency, func(int) error {
 			_, err := s.UpdateUser(t.Context(), "u1", func(u store.User) (store.User, error) {
 				u.Attributes["n"] = u.Attributes["n"].(float64) + 1
 				return u, nil
@@ -164,7 +164,7 @@ var userTests = []test{
 		u.TOTPLastStep = 0
 		must(t, "create", s.CreateUser(t.Context(), u))
 		ok := make([]bool, concurrency)
-		errs := race(concurrency, func(i int) error {
+		errs := race(s, concurrency, func(i int) error {
 			var err error
 			ok[i], err = s.UseTOTPStep(t.Context(), "u1", 7)
 			return err
