@@ -1,0 +1,267 @@
+package tokencheck
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/events"
+	"github.com/portcullis/portcullis/jwtverify"
+)
+
+// Config configures a Checker.
+type Config struct {
+	// Issuer is the issuer URL, exactly as it appears in "iss".
+	Issuer string
+	// HTTPClient talks to the issuer (metadata, JWKS, introspection). Default: TLS 1.2+ with
+	// the system roots and a 10s timeout. Give one trusting the issuer's CA.
+	HTTPClient *http.Client
+	// InsecureAllowHTTP allows an http:// issuer. Only for an issuer in the same process that
+	// was itself configured with insecure_http: the gateway's secret and tokens cross in the
+	// clear otherwise.
+	InsecureAllowHTTP bool
+	// ClientID and ClientSecret are the gateway's credentials for introspection
+	// (client_secret_basic). Without them Opaque always fails with ErrUnavailable.
+	ClientID     string
+	ClientSecret string
+	// Algorithms the issuer may sign with (default ES256, EdDSA, PS256).
+	Algorithms []string
+	// Cache bounds the introspection cache.
+	Cache CacheConfig
+	// JWTCacheSize bounds each JWT verifier's cache of verified tokens (default 100000).
+	JWTCacheSize int
+	// Bus carries revocations (TokenRevoked) and resyncs. Nil: no feed, so cached
+	// introspection results last at most Cache.RevocationBound.
+	Bus events.Bus
+	// Keys overrides the issuer's JWKS found through metadata (tests; an issuer in the same
+	// process may feed its keys directly).
+	Keys jwtverify.KeySource
+	// Metrics, shared across Checkers of one process. Default: unregistered.
+	Metrics *Metrics
+	// Logger gets failures to reach the issuer; never a token. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// maxJWTRevocations bounds the list of revoked token hashes kept for jwt routes.
+const maxJWTRevocations = 100000
+
+// jwtRevocationTTL is how long a revoked hash is kept for jwt routes: the longest an access
+// token may live (issuer.tokens.access_ttl is at most 24h).
+const jwtRevocationTTL = 24 * time.Hour
+
+// Checker answers who a bearer is, for oauth routes (Opaque) and jwt routes (JWTVerifier). It
+// is safe for concurrent use. Close it when done.
+type Checker struct {
+	issuer string
+	ic     *issuerClient
+	keys   jwtverify.KeySource
+	algs   []string
+	intro  *introspector // nil without introspection credentials
+	cache  *cache
+	jwtMax int
+	m      *Metrics
+	log    *slog.Logger
+	now    func() time.Time
+	unsub  func()
+
+	// revoked holds hashes of revoked tokens, for jwt routes: a JWT access token is
+	// self-contained, so without this list it would work until exp after a revocation.
+	revokedMu sync.Mutex
+	revoked   map[tokenKey]int64 // hash → when to forget it (unix ns)
+	nRevoked  atomic.Int64
+}
+
+// New builds a Checker. It does no I/O: the issuer's metadata and keys are fetched on first
+// use and retried while they fail, so the gateway can start before the issuer answers.
+func New(cfg Config) (*Checker, error) {
+	u, err := url.Parse(cfg.Issuer)
+	switch {
+	case cfg.Issuer == "" || err != nil || u.Host == "":
+		return nil, errors.New("tokencheck: issuer must be an absolute URL")
+	case u.Scheme == "http" && !cfg.InsecureAllowHTTP:
+		return nil, errors.New("tokencheck: an http:// issuer needs InsecureAllowHTTP")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return nil, errors.New("tokencheck: issuer scheme must be https")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = discardMetrics()
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = []string{"ES256", "EdDSA", "PS256"}
+	}
+	if cfg.JWTCacheSize <= 0 {
+		cfg.JWTCacheSize = 100000
+	}
+	client := cfg.HTTPClient
+	if client == nil {
+		client = &http.Client{
+			Timeout:   10 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true},
+		}
+	}
+	log := cfg.Logger.With("component", "tokencheck")
+	c := &Checker{
+		issuer:  cfg.Issuer, // issuer identifiers compare exactly (RFC 8414 §3.3)
+		algs:    cfg.Algorithms,
+		jwtMax:  cfg.JWTCacheSize,
+		m:       cfg.Metrics,
+		log:     log,
+		now:     cfg.Now,
+		revoked: map[tokenKey]int64{},
+	}
+	c.ic = &issuerClient{issuer: cfg.Issuer, client: client, allowHTTP: cfg.InsecureAllowHTTP, log: log}
+	c.keys = cfg.Keys
+	if c.keys == nil {
+		c.keys = c.ic
+	}
+	if cfg.ClientID != "" {
+		if cfg.ClientSecret == "" {
+			return nil, errors.New("tokencheck: introspection needs the client secret")
+		}
+		c.intro, err = newIntrospector(c.ic, c.keys, cfg.ClientID, cfg.ClientSecret, cfg.Algorithms, c.m, c.now, log)
+		if err != nil {
+			return nil, fmt.Errorf("tokencheck: %w", err)
+		}
+	}
+	c.cache = newCache(cfg.Cache, cfg.Bus, cfg.Now, c.m)
+	if cfg.Bus != nil {
+		c.unsub = cfg.Bus.Subscribe(c.onEvent)
+	}
+	return c, nil
+}
+
+// onEvent applies revocation-feed events. It must not block: the Memory bus delivers
+// synchronously from the revoking request.
+func (c *Checker) onEvent(e events.Event) {
+	switch e.Kind {
+	case events.TokenRevoked:
+		c.cache.revoke(e.TokenHash)
+		c.denyJWT(e.TokenHash)
+	case events.Resync:
+		c.cache.flush()
+	}
+}
+
+func (c *Checker) denyJWT(hash string) {
+	var k tokenKey
+	if n, err := base64.RawURLEncoding.Decode(k[:], []byte(hash)); err != nil || n != len(k) {
+		return
+	}
+	now := c.now().UnixNano()
+	c.revokedMu.Lock()
+	defer c.revokedMu.Unlock()
+	if len(c.revoked) >= maxJWTRevocations {
+		for key, until := range c.revoked {
+			if now >= until {
+				delete(c.revoked, key)
+			}
+		}
+		for key := range c.revoked {
+			if len(c.revoked) < maxJWTRevocations {
+				break
+			}
+			delete(c.revoked, key)
+		}
+	}
+	c.revoked[k] = now + int64(jwtRevocationTTL)
+	c.nRevoked.Store(int64(len(c.revoked)))
+}
+
+// jwtRevoked reports whether token was revoked. It costs nothing while no token was.
+func (c *Checker) jwtRevoked(token string) bool {
+	if c.nRevoked.Load() == 0 {
+		return false
+	}
+	k := hashToken(token)
+	c.revokedMu.Lock()
+	until, ok := c.revoked[k]
+	c.revokedMu.Unlock()
+	return ok && c.now().UnixNano() < until
+}
+
+// Opaque returns the principal of an opaque access token, from the cache or by introspection
+// at the issuer. Errors: ErrInvalidToken (401), ErrUnavailable (503), or the context's error.
+func (c *Checker) Opaque(ctx context.Context, token string) (Principal, error) {
+	if c.intro == nil {
+		return Principal{}, fmt.Errorf("%w: no introspection credentials configured", ErrUnavailable)
+	}
+	if token == "" || len(token) > MaxOpaqueTokenBytes {
+		return Principal{}, ErrInvalidToken
+	}
+	return c.cache.get(ctx, token, c.intro.introspect)
+}
+
+// Metadata returns the issuer's metadata, fetching it if needed (readiness checks).
+func (c *Checker) Metadata(ctx context.Context) (*Metadata, error) {
+	return c.ic.metadata(ctx)
+}
+
+// Close stops the event subscription and the JWKS refresh.
+func (c *Checker) Close() {
+	if c.unsub != nil {
+		c.unsub()
+	}
+	c.ic.close()
+}
+
+// JWTVerifier validates at+jwt access tokens for routes that share one audience list.
+type JWTVerifier struct {
+	c *Checker
+	v *jwtverify.Verifier
+}
+
+// NewJWTVerifier returns a verifier requiring one of audiences. Verified tokens are cached by
+// hash until their exp (bounded by the cache size).
+func (c *Checker) NewJWTVerifier(audiences []string) (*JWTVerifier, error) {
+	v, err := jwtverify.New(jwtverify.Config{
+		Issuer:         c.issuer,
+		Audiences:      audiences,
+		Algorithms:     c.algs,
+		Types:          []string{jwtverify.DefaultType},
+		Keys:           c.keys,
+		RequiredClaims: []string{"sub", "client_id", "iat", "jti"},
+		CacheSize:      c.jwtMax,
+		CacheTTL:       24 * time.Hour, // an entry still ends at the token's exp
+		Now:            c.now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokencheck: %w", err)
+	}
+	return &JWTVerifier{c: c, v: v}, nil
+}
+
+// Verify checks token. Errors: ErrInvalidToken (401) or ErrUnavailable (the issuer's keys
+// could not be fetched: 503).
+func (j *JWTVerifier) Verify(ctx context.Context, token string) (Principal, error) {
+	claims, err := j.v.Verify(ctx, token)
+	if err != nil {
+		if errors.Is(err, jwtverify.ErrKeysUnavailable) {
+			j.c.m.jwtUnavailable.Inc()
+			return Principal{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		j.c.m.jwtInvalid.Inc()
+		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if j.c.jwtRevoked(token) {
+		j.c.m.jwtInvalid.Inc()
+		return Principal{}, fmt.Errorf("%w: revoked", ErrInvalidToken)
+	}
+	j.c.m.jwtOK.Inc()
+	return Principal{Claims: claims, Token: token}, nil
+}

@@ -1,0 +1,23 @@
+// Package tokencheck answers the gateway's question "who is this bearer?".
+//
+// Two ways, one per route auth method:
+//
+//	opaque token ─► Cache (by SHA-256) ─hit─► Principal (phantom JWT + claims)
+//	                   │ miss (concurrent misses share one call)
+//	                   ▼
+//	              Introspector ─► POST {issuer}/introspect as the gateway's client,
+//	                              Accept: application/token-introspection+jwt (RFC 9701);
+//	                              the signed answer is verified with jwtverify against the
+//	                              issuer's JWKS, found through its RFC 8414 metadata
+//
+//	at+jwt ─► JWTVerifier (jwtverify, verified tokens cached by hash until exp) ─► Principal
+//
+// A Principal carries the verified claims and the JWT the gateway forwards upstream: the
+// phantom JWT for an opaque token, the token itself for a JWT. The opaque token never leaves
+// the gateway.
+//
+// Cached decisions end at the token's exp, at cache_max_ttl while the revocation feed (an
+// events.Bus) is live, and at revocation_bound while it is not; a TokenRevoked event evicts
+// at once and a Resync event flushes everything. Failures to reach the issuer are
+// ErrUnavailable (the gateway answers 503), never a pass.
+package tokencheck
