@@ -6,6 +6,7 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/portcullis/portcullis/internal/audit"
@@ -73,8 +74,16 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	if !wantJWT {
+		// Marshal, not Encoder: RFC 7662 inactive answers are exactly {"active":false}, with
+		// no trailing newline that would set them apart from other servers' answers.
+		body, err := json.Marshal(resp)
+		if err != nil {
+			oauth.WriteError(w, oauth.ServerError(err))
+			return
+		}
 		h.Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(resp)
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
 		return
 	}
 	if active && caller.Introspect {
