@@ -150,7 +150,9 @@ func (f *fixture) token(claims map[string]any) string {
 func (f *fixture) acme() string {
 	return f.token(accessClaims("acme-app", "acme", "orders:read orders:write"))
 }
-func (f *fixture) globex() string { return f.token(accessClaims("globex-app", "globex", "orders:read")) }
+func (f *fixture) globex() string {
+	return f.token(accessClaims("globex-app", "globex", "orders:read"))
+}
 
 // testLogWriter sends a server's log lines to t.Log until stopped.
 type testLogWriter struct {
