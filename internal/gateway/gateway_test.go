@@ -1,0 +1,737 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/portcullis/portcullis/internal/config"
+	"github.com/portcullis/portcullis/internal/events"
+	"github.com/portcullis/portcullis/internal/tokencheck/tokenchecktest"
+)
+
+// problem is the RFC 9457 body the gateway writes.
+type problem struct {
+	Type, Title, Detail string
+	Status              int
+	RequestID           string `json:"request_id"`
+}
+
+func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type = %q, want application/problem+json; body %s", ct, body)
+	}
+	var p problem
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatalf("problem body: %v: %s", err, body)
+	}
+	if p.Status != resp.StatusCode {
+		t.Errorf("problem status %d, response %d", p.Status, resp.StatusCode)
+	}
+	if p.RequestID == "" || p.RequestID != resp.Header.Get("X-Request-Id") {
+		t.Errorf("problem request_id %q, header %q", p.RequestID, resp.Header.Get("X-Request-Id"))
+	}
+	return p
+}
+
+func TestPhantomToken(t *testing.T) {
+	h := newHarness(t)
+	tok := h.opaque("orders:read")
+	resp, body := h.do("GET", "/api/orders/7?expand=items", tok, nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	seen := h.lastSeen()
+	if seen.VerifyErr != nil || seen.Claims == nil {
+		t.Fatalf("the upstream did not get a verifiable JWT: %v", seen.VerifyErr)
+	}
+	if seen.Claims.Subject != "alice" || !seen.Claims.HasScope("orders:read") || seen.Claims.Raw["customer_id"] != "c-42" {
+		t.Errorf("phantom claims = %+v", seen.Claims)
+	}
+	jwt := strings.TrimPrefix(seen.Header.Get("Authorization"), "Bearer ")
+	for name, values := range seen.Header {
+		for _, v := range values {
+			if strings.Contains(v, tok) {
+				t.Errorf("the opaque token reached the upstream in %s", name)
+			}
+		}
+	}
+	if seen.Path != "/api/orders/7" || seen.Query != "expand=items" {
+		t.Errorf("upstream path %q query %q", seen.Path, seen.Query)
+	}
+	// The client never sees the JWT, nor the upstream's banners and CORS headers.
+	var hdrs bytes.Buffer
+	_ = resp.Header.Write(&hdrs)
+	if strings.Contains(hdrs.String()+string(body), jwt) {
+		t.Error("the phantom JWT reached the client")
+	}
+	want := map[string]string{
+		"Server": "", "X-Powered-By": "", "Access-Control-Allow-Origin": "",
+		"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "X-Upstream": "yes",
+		"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+	}
+	got := map[string]string{}
+	for k := range want {
+		got[k] = resp.Header.Get(k)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("response headers (-want +got):\n%s", diff)
+	}
+	if len(resp.Header.Values("X-Content-Type-Options")) != 1 {
+		t.Errorf("nosniff appears %d times", len(resp.Header.Values("X-Content-Type-Options")))
+	}
+	if resp.ProtoMajor != 2 {
+		t.Errorf("protocol %s, want HTTP/2", resp.Proto)
+	}
+}
+
+func TestStatuses(t *testing.T) {
+	h := newHarness(t)
+	read := h.opaque("orders:read")
+	write := h.opaque("orders:write")
+	jwt := h.is.JWT(tokenchecktest.Grant{Subject: "svc", ClientID: "reporter", Scopes: []string{"reports:read"}, Audience: []string{"reports"}})
+	basic := http.Header{"Authorization": {"Basic Z2F0ZXdheTpzZWNyZXQ="}}
+	twoAuth := http.Header{"Authorization": {"Bearer " + read, "Bearer " + read}}
+	clientCert, _, _ := h.ca.issue("reporter", nil, []string{"spiffe://test/reporter"}, true)
+	certClient := h.newClient(&clientCert)
+
+	tests := []struct {
+		name      string
+		client    *http.Client
+		method    string
+		path      string
+		token     string
+		header    http.Header
+		status    int
+		challenge string // WWW-Authenticate, exactly ("-" for absent)
+		allow     string
+	}{
+		{"no token", nil, "GET", "/api/orders", "", nil, 401, `Bearer`, ""},
+		{"unknown token", nil, "GET", "/api/orders", "pcat_" + strings.Repeat("x", 43), nil, 401, `Bearer error="invalid_token"`, ""},
+		{"malformed token", nil, "GET", "/api/orders", "", http.Header{"Authorization": {"Bearer a b"}}, 401, `Bearer error="invalid_token"`, ""},
+		{"scope missing", nil, "GET", "/api/orders", write, nil, 403, `Bearer error="insufficient_scope", scope="orders:read"`, ""},
+		{"method scope missing", nil, "POST", "/api/orders", read, nil, 403, `Bearer error="insufficient_scope", scope="orders:write"`, ""},
+		{"method scope present", nil, "POST", "/api/orders", write, nil, 200, "-", ""},
+		{"no route", nil, "GET", "/nowhere", read, nil, 404, "-", ""},
+		{"prefix is on segments", nil, "GET", "/api/ordersX", read, nil, 404, "-", ""},
+		{"wrong method", nil, "DELETE", "/api/orders/1", read, nil, 405, "-", "GET, HEAD, POST"},
+		{"ambiguous path", nil, "GET", "/api/orders/%2e%2e/admin", read, nil, 400, "-", ""},
+		{"basic auth on oauth route", nil, "GET", "/api/orders", "", basic, 401, `Bearer`, ""},
+		{"jwt on oauth route", nil, "GET", "/api/orders", jwt, nil, 401, `Bearer error="invalid_token"`, ""},
+		{"opaque on jwt route", nil, "GET", "/internal/reports", read, nil, 401, `Bearer error="invalid_token"`, ""},
+		{"jwt on jwt route", nil, "GET", "/internal/reports", jwt, nil, 200, "-", ""},
+		{"token in query", nil, "GET", "/api/orders?access_token=" + read, "", nil, 400, `Bearer error="invalid_request"`, ""},
+		{"two authorization headers", nil, "GET", "/api/orders", "", twoAuth, 400, `Bearer error="invalid_request"`, ""},
+		{"client cert on oauth route", certClient, "GET", "/api/orders", read, nil, 400, `Bearer error="invalid_request"`, ""},
+		{"bearer on mtls route", certClient, "GET", "/svc/x", read, nil, 400, "-", ""},
+		{"no cert on mtls route", nil, "GET", "/svc/x", "", nil, 403, "-", ""},
+		{"cert on mtls route", certClient, "GET", "/svc/x", "", nil, 200, "-", ""},
+		{"policy allows", nil, "GET", "/api/customers/c-42", read, nil, 200, "-", ""},
+		{"policy denies", nil, "GET", "/api/customers/c-43", read, nil, 403, "-", ""},
+		{"public", nil, "GET", "/public/x", "", nil, 200, "-", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.client
+			if c == nil {
+				c = h.client
+			}
+			resp, body := h.doWith(c, tt.method, tt.path, tt.token, tt.header, nil)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); (tt.challenge == "-" && got != "") || (tt.challenge != "-" && got != tt.challenge) {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, tt.challenge)
+			}
+			if got := resp.Header.Get("Allow"); got != tt.allow {
+				t.Errorf("Allow = %q, want %q", got, tt.allow)
+			}
+			if tt.status >= 400 {
+				p := decodeProblem(t, resp, body)
+				if strings.Contains(p.Detail, "127.0.0.1") || strings.Contains(string(body), tokenchecktest.GatewayClientID) {
+					t.Errorf("the problem leaks internals: %s", body)
+				}
+				if resp.Header.Get("Cache-Control") != "no-store" {
+					t.Errorf("error Cache-Control = %q", resp.Header.Get("Cache-Control"))
+				}
+			}
+		})
+	}
+	// Refused requests never reached the upstream: count what it saw.
+	n := len(h.seen)
+	if n != 5 {
+		t.Errorf("the upstream saw %d requests, want 5 (the allowed ones)", n)
+	}
+}
+
+func TestIssuerDownIs503(t *testing.T) {
+	h := newHarness(t)
+	tok := h.opaque("orders:read")
+	h.is.SetDown(true)
+	resp, body := h.do("GET", "/api/orders", tok, nil, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	decodeProblem(t, resp, body)
+	h.noneSeen()
+	// A bad signature on the introspection answer is no better.
+	h.is.SetDown(false)
+	h.is.SetBadSignature(true)
+	time.Sleep(time.Second) // the metadata retry interval after the outage
+	resp, body = h.do("GET", "/api/orders", h.opaque("orders:read"), nil, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("forged answer: status %d: %s", resp.StatusCode, body)
+	}
+	h.noneSeen()
+}
+
+func TestRevokedTokenStopsAtOnce(t *testing.T) {
+	bus := &events.Memory{}
+	h := newHarness(t, withBus(bus))
+	tok := h.opaque("orders:read")
+	if resp, body := h.do("GET", "/api/orders", tok, nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	h.is.Revoke(tok)
+	_ = bus.Publish(t.Context(), events.Event{Kind: events.TokenRevoked, TokenHash: events.TokenHash(tok)})
+	if resp, body := h.do("GET", "/api/orders", tok, nil, nil); resp.StatusCode != 401 {
+		t.Fatalf("after revocation: status %d: %s", resp.StatusCode, body)
+	}
+}
+
+// downBus is a feed that is not live: events do not arrive.
+type downBus struct{ events.Memory }
+
+func (*downBus) Live() bool { return false }
+
+func TestRevokedTokenStopsWithinBound(t *testing.T) {
+	h := newHarness(t, withBus(&downBus{}))
+	tok := h.opaque("orders:read")
+	if resp, _ := h.do("GET", "/api/orders", tok, nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	h.is.Revoke(tok) // no event reaches the gateway
+	h.clk.Advance(4 * time.Second)
+	if resp, _ := h.do("GET", "/api/orders", tok, nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("within the bound: status %d", resp.StatusCode)
+	}
+	h.clk.Advance(time.Second + time.Millisecond) // past revocation_bound (5s)
+	if resp, _ := h.do("GET", "/api/orders", tok, nil, nil); resp.StatusCode != 401 {
+		t.Fatalf("past the bound: status %d", resp.StatusCode)
+	}
+}
+
+func TestSpoofedHeadersNeverReachUpstream(t *testing.T) {
+	h := newHarness(t)
+	tok := h.opaque("orders:read")
+	spoof := http.Header{
+		"X-Forwarded-For":   {"6.6.6.6"},
+		"X-Forwarded-Host":  {"evil.example"},
+		"X-Forwarded-Proto": {"http"},
+		"Forwarded":         {"for=6.6.6.6;proto=http"},
+		"X-Real-Ip":         {"6.6.6.6"},
+		"X-User":            {"admin"},
+		"X-Customer-Id":     {"c-1"},
+		"X-Request-Id":      {"forged-id"},
+		"X-Original-Url":    {"/admin"},
+		"Connection":        {"X-Secret"},
+		"X-Secret":          {"hop"},
+	}
+	resp, body := h.doWith(h.h1client(), "GET", "/api/orders", tok, spoof, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	seen := h.lastSeen()
+	got := map[string][]string{}
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip", "X-User", "X-Customer-Id", "X-Request-Id", "X-Original-Url", "X-Secret"} {
+		got[k] = seen.Header.Values(k)
+	}
+	want := map[string][]string{
+		"X-Forwarded-For": {"127.0.0.1"}, "X-Forwarded-Host": {h.addr}, "X-Forwarded-Proto": {"https"},
+		"Forwarded": nil, "X-Real-Ip": nil, "X-User": nil, "X-Customer-Id": nil,
+		"X-Request-Id": {resp.Header.Get("X-Request-Id")}, "X-Original-Url": nil, "X-Secret": nil,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("headers at the upstream (-want +got):\n%s", diff)
+	}
+}
+
+func TestTrustedProxyView(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *config.Config, _ *harness) {
+		c.Gateway.TrustedProxies = []string{"127.0.0.1/32"}
+	}))
+	resp, _ := h.do("GET", "/public/x", "", http.Header{"X-Forwarded-For": {"198.51.100.9, 6.6.6.6"}, "X-Forwarded-Proto": {"http"}}, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	seen := h.lastSeen()
+	// Only the hop the trusted proxy (127.0.0.1) reported is believed; what the client wrote
+	// before it is not.
+	if got := seen.Header.Values("X-Forwarded-For"); !cmp.Equal(got, []string{"6.6.6.6"}) {
+		t.Errorf("X-Forwarded-For = %q, want the address the trusted proxy saw", got)
+	}
+	if got := seen.Header.Get("X-Forwarded-Proto"); got != "http" {
+		t.Errorf("X-Forwarded-Proto = %q, want the trusted proxy's", got)
+	}
+}
+
+func TestRewritePrefixes(t *testing.T) {
+	h := newHarness(t)
+	if resp, _ := h.do("GET", "/v1/things/a%20b", "", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := h.lastSeen().Path; got != "/base/internal-api/things/a%20b" {
+		t.Errorf("upstream path = %q", got)
+	}
+	// Public routes forward no credentials.
+	if resp, _ := h.do("GET", "/public/x", h.opaque("orders:read"), nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := h.lastSeen().Header.Get("Authorization"); got != "" {
+		t.Errorf("a public route forwarded Authorization %q", got)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	h := newHarness(t)
+	pre := func(origin, method, headers string) *http.Response {
+		hdr := http.Header{"Origin": {origin}, "Access-Control-Request-Method": {method}}
+		if headers != "" {
+			hdr["Access-Control-Request-Headers"] = []string{headers}
+		}
+		resp, _ := h.do("OPTIONS", "/api/orders", "", hdr, nil)
+		return resp
+	}
+	resp := pre("https://app.example", "POST", "authorization, content-type")
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+		resp.Header.Get("Access-Control-Allow-Credentials") != "true" || resp.Header.Get("Access-Control-Max-Age") != "60" {
+		t.Errorf("allowed preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	for name, r := range map[string]*http.Response{
+		"other origin":   pre("https://evil.example", "GET", ""),
+		"other method":   pre("https://app.example", "DELETE", ""),
+		"other header":   pre("https://app.example", "GET", "x-secret"),
+		"null origin":    pre("null", "GET", ""),
+		"origin variant": pre("https://app.example.evil", "GET", ""),
+	} {
+		if r.StatusCode != 403 || r.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("%s: %d, ACAO %q", name, r.StatusCode, r.Header.Get("Access-Control-Allow-Origin"))
+		}
+	}
+	h.noneSeen()
+	resp, _ = h.do("GET", "/api/orders", h.opaque("orders:read"), http.Header{"Origin": {"https://app.example"}}, nil)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" || resp.Header.Get("Access-Control-Expose-Headers") != "X-Upstream" {
+		t.Errorf("actual request CORS headers: %v", resp.Header)
+	}
+	resp, _ = h.do("GET", "/api/orders", "", http.Header{"Origin": {"https://app.example"}}, nil)
+	if resp.StatusCode != 401 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("a refusal should be readable by the allowed origin: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+func TestBodyLimits(t *testing.T) {
+	h := newHarness(t)
+	small := strings.Repeat("a", 1000)
+	big := strings.Repeat("a", 4000)
+	if resp, _ := h.do("POST", "/public/x", "", nil, strings.NewReader(small)); resp.StatusCode != 200 {
+		t.Fatalf("small body: %d", resp.StatusCode)
+	}
+	if got := h.lastSeen().Body; len(got) != len(small) {
+		t.Fatalf("upstream got %d bytes", len(got))
+	}
+	resp, body := h.do("POST", "/public/x", "", nil, strings.NewReader(big))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("declared big body: %d %s", resp.StatusCode, body)
+	}
+	decodeProblem(t, resp, body)
+	h.noneSeen()
+	// A chunked body carries no length: the limit holds while it streams.
+	resp, body = h.do("POST", "/public/x", "", nil, io.MultiReader(strings.NewReader(big))) // unknown length
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("streamed big body: %d %s", resp.StatusCode, body)
+	}
+	code, _ := h.rawRequest("POST /public/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfa0\r\n" + big + "\r\n0\r\n\r\n")
+	if code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("raw chunked big body: %d", code)
+	}
+	// Header limit: net/http refuses before the gateway.
+	code, _ = h.rawRequest("GET /public/x HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 40<<10) + "\r\n\r\n")
+	if code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("big header: %d", code)
+	}
+}
+
+func TestPathAndSmugglingAttempts(t *testing.T) {
+	h := newHarness(t)
+	paths := []string{
+		"/api/orders/../admin", "/api/orders/./x", "/api/orders/%2e%2e/admin", "/api/orders/%2E/x",
+		"/api/%2forders", "/api/%2Forders", "/api//orders", "/api/orders\\x", "/api/orders/%5cx",
+		"/api/orders/%00", "/api/orders/%ff", "/api/orders/%c0%ae%c0%ae/x", "/api/orders;jsessionid=1",
+		"/api/orders/%3bx", "/api/orders/%252e%252e", "/api/orders/x%", "/api/orders/x%g1", "/api/orders/\xff",
+		"/api/orders/%0d%0aX-Injected:%201", "*", "api/orders", "/api/orders#frag",
+	}
+	for _, p := range paths {
+		t.Run("path "+p, func(t *testing.T) {
+			method := "GET"
+			if p == "*" {
+				method = "OPTIONS"
+			}
+			code, body := h.rawRequest(method + " " + p + " HTTP/1.1\r\nHost: x\r\n\r\n")
+			if code != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400: %s", code, body)
+			}
+		})
+	}
+	// Framing attacks: net/http either refuses them or reads one unambiguous message, which
+	// the gateway forwards with its own framing. Either way the upstream never sees a request
+	// the gateway did not check.
+	smuggle := []struct {
+		name string
+		raw  string
+		want int // 0: any, but nothing smuggled
+	}{
+		{"duplicate content-length", "POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\nhello", 400},
+		{"obs-fold in content-length", "POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n 0\r\n\r\nhello", 400},
+		{"obs-fold in transfer-encoding", "POST /public/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: x\r\n chunked\r\n\r\n0\r\n\r\n", 501},
+		{"space before colon", "GET /public/x HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello", 400},
+		{"unknown transfer-encoding", "POST /public/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 501},
+		{"two transfer-encodings", "POST /public/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n", 501},
+		{"bad chunk size", "POST /public/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /svc/admin HTTP/1.1\r\n\r\n", 0},
+		{"content-length and chunked", "POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /svc/admin HTTP/1.1\r\nHost: x\r\n\r\n", 0},
+		{"chunked hides a request", "POST /public/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n2c\r\nGET /svc/admin HTTP/1.1\r\nHost: x\r\nX: GET /\r\n\r\n0\r\n\r\n", 0},
+	}
+	for _, tt := range smuggle {
+		t.Run(tt.name, func(t *testing.T) {
+			for len(h.seen) > 0 {
+				<-h.seen
+			}
+			code, body := h.rawRequest(tt.raw)
+			if tt.want != 0 && code != tt.want {
+				t.Fatalf("status %d, want %d: %s", code, tt.want, body)
+			}
+			time.Sleep(50 * time.Millisecond)
+			for len(h.seen) > 0 {
+				s := <-h.seen
+				if s.Path != "/public/x" {
+					t.Fatalf("a smuggled request reached the upstream: %s %s", s.Method, s.Path)
+				}
+				if s.Header.Get("Content-Length") != "" && s.Header.Get("Transfer-Encoding") != "" {
+					t.Fatalf("the upstream got both Content-Length and Transfer-Encoding")
+				}
+			}
+		})
+	}
+}
+
+// TestObsFoldIsUnfolded: net/http replaces obs-fold with a space (RFC 9112 §5.2 allows this
+// instead of a 400), so what the upstream gets is one unambiguous line.
+func TestObsFoldIsUnfolded(t *testing.T) {
+	h := newHarness(t)
+	code, body := h.rawRequest("GET /public/x HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n")
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	if got := h.lastSeen().Header.Values("X-A"); !cmp.Equal(got, []string{"a b"}) {
+		t.Errorf("X-A at the upstream = %q", got)
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	t.Run("unreachable", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := "https://" + ln.Addr().String()
+		_ = ln.Close()
+		h := newHarness(t, withConfig(func(c *config.Config, _ *harness) {
+			c.Gateway.Routes[5].Upstream.URL = dead
+		}))
+		resp, body := h.do("GET", "/public/x", "", nil, nil)
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		decodeProblem(t, resp, body)
+		if strings.Contains(string(body), ln.Addr().String()) || strings.Contains(string(body), "dial") {
+			t.Errorf("the problem leaks upstream details: %s", body)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		h := newHarness(t, withConfig(func(c *config.Config, _ *harness) {
+			c.Gateway.Routes[5].Upstream.Timeout = 100 * time.Millisecond
+		}))
+		release := make(chan struct{})
+		defer close(release)
+		slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		})
+		h.handler.Store(&slow)
+		resp, body := h.do("GET", "/public/x", "", nil, nil)
+		if resp.StatusCode != http.StatusGatewayTimeout {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		decodeProblem(t, resp, body)
+	})
+	t.Run("untrusted upstream certificate", func(t *testing.T) {
+		h := newHarness(t, withConfig(func(c *config.Config, h *harness) {
+			c.Gateway.Routes[5].Upstream.CA = h.is.CAFile() // a CA that did not sign the upstream
+		}))
+		resp, body := h.do("GET", "/public/x", "", nil, nil)
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		h.noneSeen()
+	})
+}
+
+func TestReloadKeepsInFlightAndRefusesBadConfig(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/public/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, "done")
+	})
+	h.handler.Store(&slow)
+	type result struct {
+		code int
+		body string
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", h.url+"/public/slow", nil)
+		resp, err := h.client.Do(req)
+		if err != nil {
+			inflight <- result{}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		inflight <- result{resp.StatusCode, string(b)}
+	}()
+	<-entered
+
+	// A bad configuration is refused and changes nothing.
+	bad := *h.cfg
+	badGW := *h.cfg.Gateway
+	badGW.Routes = append([]config.Route{}, h.cfg.Gateway.Routes...)
+	badGW.Routes[2].Policies = []string{`claims.customer_id ==`}
+	bad.Gateway = &badGW
+	err := h.gw.Reload(&bad)
+	if err == nil || !strings.Contains(err.Error(), `"customers"`) {
+		t.Fatalf("Reload of a bad policy: %v (want an error naming the route)", err)
+	}
+	if resp, _ := h.do("GET", "/public/x", "", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("after a refused reload: %d", resp.StatusCode)
+	}
+
+	// A good one without the public route takes effect at once for new requests.
+	good := *h.cfg
+	goodGW := *h.cfg.Gateway
+	goodGW.Routes = append([]config.Route{}, h.cfg.Gateway.Routes[:5]...)
+	good.Gateway = &goodGW
+	if err := h.gw.Reload(&good); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if resp, _ := h.do("GET", "/public/x", "", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("the removed route still answers: %d", resp.StatusCode)
+	}
+	// The request that started before the reload finishes on its own configuration.
+	close(release)
+	if r := <-inflight; r.code != 200 || r.body != "done" {
+		t.Fatalf("in-flight request: %d %q", r.code, r.body)
+	}
+	// The token cache survived the reload (same issuer settings).
+	tok := h.opaque("orders:read")
+	h.do("GET", "/api/orders", tok, nil, nil)
+	before := h.is.Introspections()
+	cfg3 := *h.cfg
+	if err := h.gw.Reload(&cfg3); err != nil {
+		t.Fatal(err)
+	}
+	h.do("GET", "/api/orders", tok, nil, nil)
+	if h.is.Introspections() != before {
+		t.Errorf("a reload with the same issuer settings dropped the introspection cache")
+	}
+}
+
+func TestConcurrentRequestsOneIntrospection(t *testing.T) {
+	h := newHarness(t)
+	if resp, _ := h.do("GET", "/api/orders", h.opaque("orders:read"), nil, nil); resp.StatusCode != 200 {
+		t.Fatal("warm-up failed")
+	}
+	before := h.is.Introspections()
+	tok := h.opaque("orders:read")
+	release := h.is.Hold()
+	const n = 32
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", h.url+"/api/orders", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := h.client.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	for h.is.Introspections() == before {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // let every request reach the gateway
+	release()
+	wg.Wait()
+	if ok.Load() != n {
+		t.Fatalf("%d of %d requests succeeded", ok.Load(), n)
+	}
+	if got := h.is.Introspections() - before; got != 1 {
+		t.Errorf("%d introspection calls for %d concurrent requests with one token, want 1", got, n)
+	}
+}
+
+func TestAccessLogAndMetrics(t *testing.T) {
+	h := newHarness(t)
+	tok := h.opaque("orders:read")
+	h.do("GET", "/api/orders?secret=query", tok, nil, nil)
+	h.do("GET", "/api/orders", "", nil, nil)
+	h.do("GET", "/nowhere", "", nil, nil)
+	_ = h.gw.Close() // flushes the access log
+	logs := h.log.String()
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d access log lines:\n%s", len(lines), logs)
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, lines[0])
+	}
+	for k, want := range map[string]any{"route": "orders", "status": float64(200), "client_id": "orders-app", "sub": "alice", "path": "/api/orders", "method": "GET"} {
+		if first[k] != want {
+			t.Errorf("log %s = %v, want %v", k, first[k], want)
+		}
+	}
+	for _, k := range []string{"request_id", "latency_ms", "bytes", "time"} {
+		if _, ok := first[k]; !ok {
+			t.Errorf("log lacks %s", k)
+		}
+	}
+	if strings.Contains(logs, tok) || strings.Contains(logs, "secret=query") || strings.Contains(logs, "eyJ") {
+		t.Errorf("the access log holds a token or the query:\n%s", logs)
+	}
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			key := mf.GetName() + labels(m)
+			switch {
+			case m.Counter != nil:
+				got[key] = m.Counter.GetValue()
+			case m.Histogram != nil:
+				got[key] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	for k, want := range map[string]float64{
+		`portcullis_gateway_requests_total{code="200",route="orders"}`:                    1,
+		`portcullis_gateway_requests_total{code="401",route="orders"}`:                    1,
+		`portcullis_gateway_requests_total{code="404",route="-"}`:                         1,
+		`portcullis_gateway_auth_failures_total{reason="missing_token",route="orders"}`:   1,
+		`portcullis_gateway_request_duration_seconds{route="orders"}`:                     2,
+		`portcullis_gateway_introspection_cache_total{result="miss"}`:                     1,
+		`portcullis_gateway_introspections_total{outcome="active"}`:                       1,
+		`portcullis_gateway_upstream_errors_total{kind="timeout",route="orders"}`:         0,
+		`portcullis_gateway_auth_failures_total{reason="insufficient_scope",route="svc"}`: 0,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+}
+
+func labels(m *dto.Metric) string {
+	if len(m.Label) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, l := range m.Label {
+		parts = append(parts, l.GetName()+`="`+l.GetValue()+`"`)
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+func TestBadConfigDoesNotLoad(t *testing.T) {
+	base := func(h *harness) *config.Config {
+		c := *h.cfg
+		gw := *h.cfg.Gateway
+		gw.Routes = append([]config.Route{}, h.cfg.Gateway.Routes...)
+		c.Gateway = &gw
+		return &c
+	}
+	h := newHarness(t)
+	tests := []struct {
+		name   string
+		mutate func(c *config.Config)
+		want   string
+	}{
+		{"bad policy names the route", func(c *config.Config) { c.Gateway.Routes[0].Policies = []string{"claims.x +"} }, `route "orders"`},
+		{"policy of the wrong type", func(c *config.Config) { c.Gateway.Routes[0].Policies = []string{`claims.sub`} }, `route "orders"`},
+		{"no auth method", func(c *config.Config) { c.Gateway.Routes[0].Auth.Method = "" }, "auth.method"},
+		{"two auth methods", func(c *config.Config) { c.Gateway.Routes[0].Auth.Method = "oauth jwt" }, "auth.method"},
+		{"plain http upstream", func(c *config.Config) { c.Gateway.Routes[0].Upstream.URL = "http://127.0.0.1:1" }, "insecure_http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base(h)
+			tt.mutate(c)
+			_, err := New(t.Context(), Options{Config: c})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tt.want)
+			}
+			if err := h.gw.Reload(c); err == nil {
+				t.Fatal("Reload accepted it")
+			}
+		})
+	}
+}
+
+func TestInsecureHTTPUpstreamWhenAllowed(t *testing.T) {
+	plain := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "plain") })}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = plain.Serve(ln) }()
+	t.Cleanup(func() { _ = plain.Close() })
+	h := newHarness(t, withConfig(func(c *config.Config, _ *harness) {
+		c.Gateway.Routes[5].Upstream = config.Upstream{URL: "http://" + ln.Addr().String(), InsecureHTTP: true}
+	}))
+	resp, body := h.do("GET", "/public/x", "", nil, nil)
+	if resp.StatusCode != 200 || string(body) != "plain" {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,536 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/tokencheck"
+	"github.com/portcullis/portcullis/internal/web"
+	"github.com/portcullis/portcullis/jwtverify"
+)
+
+// Header values shared by every response; never appended to in place (len == cap).
+var (
+	valNosniff    = []string{"nosniff"}
+	valHSTS       = []string{"max-age=31536000; includeSubDomains"}
+	valHTTPS      = []string{"https"}
+	valHTTP       = []string{"http"}
+	valRetryAfter = []string{"1"}
+	challengeNone = []string{`Bearer`}
+	challengeBad  = []string{`Bearer error="invalid_token"`}
+	challengeReq  = []string{`Bearer error="invalid_request"`}
+)
+
+// responseStripped are upstream response headers the client never sees: software banners,
+// headers the gateway sets itself, and credentials.
+var responseStripped = []string{
+	"Server", "X-Powered-By", "X-Aspnet-Version", "X-Aspnetmvc-Version", "X-Runtime",
+	"X-Request-Id", "X-Content-Type-Options", "Strict-Transport-Security", "Authorization",
+}
+
+// reqState is what the gateway knows about one request while it is served. It is pooled;
+// nothing may keep it after ServeHTTP returns.
+type reqState struct {
+	rec       recorder
+	st        *state
+	route     *route
+	path      string
+	id        string
+	clientIP  string
+	authz     string // the Authorization header forwarded upstream ("" for none)
+	principal tokencheck.Principal
+	subject   string
+	clientID  string
+	reason    string
+	status    int // the status to report when no response was written (client gone)
+	buf       []byte
+}
+
+type stateKey struct{}
+
+var reqStates = sync.Pool{New: func() any { return &reqState{buf: make([]byte, 0, 512)} }}
+
+func stateOf(ctx context.Context) *reqState {
+	rs, _ := ctx.Value(stateKey{}).(*reqState)
+	return rs
+}
+
+// proxyBuffers lends ReverseProxy its copy buffers instead of a fresh 32 KiB per response.
+var proxyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *(p.pool.Get().(*[]byte)) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
+
+// recorder remembers the status and the bytes written. 1xx responses pass through without
+// counting as the final status.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if code >= 200 && w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController (flush, hijack for upgrades, deadlines) reach the
+// server's writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ServeHTTP serves one request through the current configuration.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rs := reqStates.Get().(*reqState)
+	*rs = reqState{rec: recorder{ResponseWriter: w}, st: g.state.Load(), buf: rs.buf[:0]}
+	rs.id = web.NewRequestID()
+	h := w.Header()
+	h["X-Request-Id"] = []string{rs.id}
+	h["X-Content-Type-Options"] = valNosniff
+	if r.TLS != nil {
+		h["Strict-Transport-Security"] = valHSTS
+	}
+	rs.clientIP = clientIP(r, rs.st)
+	r = r.WithContext(context.WithValue(web.ContextWithRequestID(r.Context(), rs.id), stateKey{}, rs))
+	defer g.finish(rs, r, start)
+	g.serve(rs, r)
+}
+
+// finish logs the request and records its metrics, also after a panic (which it turns into
+// a 500 problem, or re-raises when it is http.ErrAbortHandler).
+func (g *Gateway) finish(rs *reqState, r *http.Request, start time.Time) {
+	v := recover()
+	if v != nil && v != http.ErrAbortHandler {
+		g.log.Error("panic serving request", "request_id", rs.id, "panic", v, "stack", string(debug.Stack()))
+		if rs.rec.status == 0 {
+			web.Error(&rs.rec, r, http.StatusInternalServerError, "")
+		}
+		rs.reason = "panic"
+	}
+	if v == http.ErrAbortHandler && rs.reason == "" {
+		rs.reason = "aborted"
+	}
+	status := rs.rec.status
+	if status == 0 {
+		status = rs.status
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	elapsed := time.Since(start)
+	rm := g.noRoute
+	route := noRoute
+	if rs.route != nil {
+		rm, route = rs.route.m, rs.route.name
+	}
+	rm.request(status, elapsed.Seconds())
+	line := logLine{
+		time: start, requestID: rs.id, method: r.Method, path: rs.path, route: route,
+		status: status, bytes: rs.rec.bytes, latency: elapsed, clientIP: rs.clientIP,
+		clientID: rs.clientID, subject: rs.subject, reason: rs.reason,
+	}
+	if g.access != nil {
+		rs.buf = line.appendJSON(rs.buf[:0])
+		g.access.write(rs.buf)
+	} else {
+		g.log.LogAttrs(r.Context(), slogInfo, "request", line.attrs()...)
+	}
+	if v == http.ErrAbortHandler {
+		panic(v) // net/http expects it; rs is not returned to the pool
+	}
+	if cap(rs.buf) <= 4096 {
+		reqStates.Put(rs)
+	}
+}
+
+// clientIP is the client's address as the trusted-proxy view sees it.
+func clientIP(r *http.Request, st *state) string {
+	if len(st.trusted) == 0 {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return r.RemoteAddr
+		}
+		return host
+	}
+	return web.ClientIP(r, st.trusted).String()
+}
+
+// peerTrusted reports whether the TCP peer is a trusted proxy.
+func peerTrusted(r *http.Request, st *state) bool {
+	if len(st.trusted) == 0 {
+		return false
+	}
+	peer := web.ClientIP(&http.Request{RemoteAddr: r.RemoteAddr}, nil)
+	for _, p := range st.trusted {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse writes a gateway problem. reason is for the log and, for auth failures, the metric.
+func (g *Gateway) refuse(rs *reqState, r *http.Request, status int, reason, detail string, challenge []string) {
+	rs.reason = reason
+	if challenge != nil {
+		rs.rec.Header()["Www-Authenticate"] = challenge
+	}
+	if rs.route != nil {
+		if c, ok := rs.route.m.auth[reason]; ok {
+			c.Inc()
+		}
+	}
+	web.WriteProblem(&rs.rec, r, web.Problem{Status: status, Detail: detail})
+}
+
+func (g *Gateway) serve(rs *reqState, r *http.Request) {
+	raw, err := requestPath(r.RequestURI, r.URL.EscapedPath())
+	if err == nil {
+		rs.path, err = NormalizePath(raw)
+	}
+	if err != nil {
+		g.refuse(rs, r, http.StatusBadRequest, "bad_path: "+pathReason(err), "The request path is malformed or ambiguous.", nil)
+		return
+	}
+	grp := rs.st.table.lookup(hostOnly(r.Host), rs.path)
+	if grp == nil {
+		g.refuse(rs, r, http.StatusNotFound, "no_route", "No route matches this request.", nil)
+		return
+	}
+	if r.Method == http.MethodOptions && grp.cors {
+		// A CORS preflight is answered here; it carries no credentials and never goes upstream.
+		if acrm := r.Header.Get("Access-Control-Request-Method"); acrm != "" {
+			if origin := r.Header.Get("Origin"); origin != "" {
+				prt := grp.route(acrm)
+				if prt != nil && prt.cors != nil && prt.cors.preflight(rs.rec.Header(), origin, acrm, r.Header.Get("Access-Control-Request-Headers")) {
+					rs.route = prt
+					rs.reason = "cors_preflight"
+					rs.rec.WriteHeader(http.StatusNoContent)
+					return
+				}
+				rs.route = prt
+				g.refuse(rs, r, http.StatusForbidden, "cors_refused", "Cross-origin request refused.", nil)
+				return
+			}
+		}
+	}
+	mi := methodIndex(r.Method)
+	rt := grp.route(r.Method)
+	if rt == nil {
+		rs.rec.Header()["Allow"] = []string{grp.allow}
+		g.refuse(rs, r, http.StatusMethodNotAllowed, "method_not_allowed", "The route does not serve this method.", nil)
+		return
+	}
+	rs.route = rt
+	if rt.cors != nil {
+		rt.cors.actual(rs.rec.Header(), r.Header.Get("Origin"))
+	}
+	if r.ContentLength > rt.maxBody {
+		g.refuse(rs, r, http.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.", nil)
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// Chunked bodies have no length up front: the limit is enforced while the proxy
+		// reads, and proxyError turns the overflow into 413.
+		r.Body = http.MaxBytesReader(rs.rec.ResponseWriter, r.Body, rt.maxBody)
+	}
+	if !g.authenticate(rs, r, rt, mi) {
+		return
+	}
+	rt.proxy.ServeHTTP(&rs.rec, r)
+}
+
+func pathReason(err error) string {
+	var pe *pathError
+	if errors.As(err, &pe) {
+		return pe.reason
+	}
+	return "malformed"
+}
+
+// authenticate applies the route's one auth method, its scopes and its policies. It writes
+// the refusal itself and reports whether the request may proceed.
+func (g *Gateway) authenticate(rs *reqState, r *http.Request, rt *route, mi int) bool {
+	authz := r.Header["Authorization"]
+	switch rt.auth {
+	case authPublic:
+		return true // no credentials are forwarded (Authorization is always stripped)
+	case authMTLS:
+		if len(authz) > 0 {
+			g.refuse(rs, r, http.StatusBadRequest, reasonWrongCredential, "This route accepts only client certificates.", nil)
+			return false
+		}
+		name, ok := rt.subjectAllowed(r)
+		if !ok {
+			g.refuse(rs, r, http.StatusForbidden, reasonClientCert, "A valid, allowed client certificate is required.", nil)
+			return false
+		}
+		rs.subject, rs.clientID = name, name
+		return true
+	}
+
+	// oauth and jwt: exactly one bearer token in the Authorization header, nothing else.
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		g.refuse(rs, r, http.StatusBadRequest, reasonWrongCredential, "Client certificates are not accepted on this route.", challengeReq)
+		return false
+	}
+	if tokenInQuery(r.URL) {
+		g.refuse(rs, r, http.StatusBadRequest, reasonInvalidRequest, "Access tokens are not accepted in the URL.", challengeReq)
+		return false
+	}
+	switch len(authz) {
+	case 0:
+		g.refuse(rs, r, http.StatusUnauthorized, reasonMissingToken, "A bearer token is required.", challengeNone)
+		return false
+	case 1:
+	default:
+		g.refuse(rs, r, http.StatusBadRequest, reasonInvalidRequest, "Send one Authorization header.", challengeReq)
+		return false
+	}
+	tok, scheme := bearerToken(authz[0])
+	switch {
+	case !scheme:
+		g.refuse(rs, r, http.StatusUnauthorized, reasonWrongCredential, "This route accepts only bearer tokens.", challengeNone)
+		return false
+	case tok == "":
+		g.refuse(rs, r, http.StatusUnauthorized, reasonInvalidToken, "The bearer token is malformed.", challengeBad)
+		return false
+	}
+
+	var p tokencheck.Principal
+	var err error
+	if rt.auth == authOAuth {
+		if looksLikeJWT(tok) {
+			g.refuse(rs, r, http.StatusUnauthorized, reasonInvalidToken, "This route accepts only opaque access tokens.", challengeBad)
+			return false
+		}
+		p, err = rs.st.checker.Opaque(r.Context(), tok)
+	} else {
+		if !looksLikeJWT(tok) {
+			g.refuse(rs, r, http.StatusUnauthorized, reasonInvalidToken, "This route accepts only JWT access tokens.", challengeBad)
+			return false
+		}
+		p, err = rt.jwt.Verify(r.Context(), tok)
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, tokencheck.ErrUnavailable):
+			g.log.Warn("token check unavailable", "request_id", rs.id, "route", rt.name, "error", err)
+			rs.rec.Header()["Retry-After"] = valRetryAfter
+			g.refuse(rs, r, http.StatusServiceUnavailable, reasonUnavailable, "The token cannot be checked right now.", nil)
+		case r.Context().Err() != nil:
+			rs.status, rs.reason = 499, "client_closed"
+		default:
+			g.refuse(rs, r, http.StatusUnauthorized, reasonInvalidToken, "The access token is invalid or expired.", challengeBad)
+			g.log.Debug("token refused", "request_id", rs.id, "route", rt.name, "error", err)
+		}
+		return false
+	}
+	rs.principal = p
+	rs.subject, rs.clientID = p.Subject(), p.ClientID()
+	if len(rt.audiences) > 0 && !audienceOK(p.Claims.Audience, rt.audiences) {
+		g.refuse(rs, r, http.StatusUnauthorized, reasonInvalidToken, "The access token is not meant for this API.", challengeBad)
+		return false
+	}
+	if req := rt.requiredScopes(mi); req != nil && !req.satisfied(&p) {
+		g.refuse(rs, r, http.StatusForbidden, reasonInsufficientScope, "The access token lacks a required scope.", req.challenge)
+		return false
+	}
+	if rt.policies != nil {
+		ok, perr := rt.policies.Allow(r.Context(), jwtverify.PolicyInput{Claims: p.Claims, Request: policyRequest(r, rt, rs.path)})
+		if !ok {
+			if perr != nil {
+				g.log.Debug("policy evaluation failed", "request_id", rs.id, "route", rt.name, "error", perr)
+			}
+			g.refuse(rs, r, http.StatusForbidden, reasonPolicy, "The request is not allowed.", nil)
+			return false
+		}
+	}
+	if rt.auth == authOAuth {
+		rs.authz = p.Authorization()
+	} else if strings.HasPrefix(authz[0], "Bearer ") && len(authz[0]) == len("Bearer ")+len(tok) {
+		rs.authz = authz[0] // the very header the client sent, verified: no new string
+	} else {
+		rs.authz = "Bearer " + tok
+	}
+	return true
+}
+
+// bearerToken parses an Authorization value. scheme reports whether it uses the Bearer
+// scheme; tok is "" when the token is not RFC 6750 b64token syntax.
+func bearerToken(v string) (tok string, scheme bool) {
+	const prefix = "bearer "
+	if len(v) < len(prefix) || !strings.EqualFold(v[:len(prefix)], prefix) {
+		return "", false
+	}
+	tok = strings.TrimLeft(v[len(prefix):], " ")
+	if tok == "" || len(tok) > 16<<10 {
+		return "", true
+	}
+	i := 0
+	for ; i < len(tok); i++ {
+		c := tok[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0 {
+			continue
+		}
+		break
+	}
+	for ; i < len(tok); i++ {
+		if tok[i] != '=' {
+			return "", true
+		}
+	}
+	return tok, true
+}
+
+// looksLikeJWT reports whether tok has the shape of a compact JWS.
+func looksLikeJWT(tok string) bool { return strings.Count(tok, ".") == 2 }
+
+// tokenInQuery reports whether the query carries an access_token parameter (RFC 6750 §2.3,
+// which leaks tokens into logs and histories; the gateway refuses it).
+func tokenInQuery(u *url.URL) bool {
+	if !strings.Contains(u.RawQuery, "access_token") {
+		return false
+	}
+	q, _ := url.ParseQuery(u.RawQuery)
+	_, ok := q["access_token"]
+	return ok
+}
+
+func audienceOK(have, want []string) bool {
+	for _, a := range have {
+		for _, w := range want {
+			if a == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// policyRequest describes the request to CEL policies; credentials are left out.
+func policyRequest(r *http.Request, rt *route, path string) jwtverify.RequestInput {
+	in := jwtverify.RequestInput{
+		Method:  r.Method,
+		Path:    path,
+		Params:  rt.path.params(path),
+		Headers: make(map[string]string, len(r.Header)),
+	}
+	for name, values := range r.Header {
+		switch name {
+		case "Authorization", "Proxy-Authorization", "Cookie":
+			continue
+		}
+		in.Headers[strings.ToLower(name)] = strings.Join(values, ", ")
+	}
+	return in
+}
+
+// rewrite builds the upstream request. ReverseProxy has already removed hop-by-hop headers
+// and every inbound Forwarded / X-Forwarded-* header.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	rs := stateOf(pr.In.Context())
+	rt := rs.route
+	out := pr.Out
+	out.URL.Scheme = rt.upstream.Scheme
+	out.URL.Host = rt.upstream.Host
+	out.URL.Path = rt.upstreamPath(rs.path)
+	out.URL.RawPath = ""
+	out.Host = ""
+	h := out.Header
+	for _, k := range rs.st.strip {
+		delete(h, k)
+	}
+	if rs.authz != "" {
+		h["Authorization"] = []string{rs.authz}
+	}
+	h["X-Forwarded-For"] = []string{rs.clientIP}
+	proto := valHTTP
+	if pr.In.TLS != nil {
+		proto = valHTTPS
+	}
+	if in := pr.In.Header["X-Forwarded-Proto"]; len(in) == 1 && (in[0] == "https" || in[0] == "http") && peerTrusted(pr.In, rs.st) {
+		proto = in
+	}
+	h["X-Forwarded-Proto"] = proto
+	if pr.In.Host != "" {
+		h["X-Forwarded-Host"] = []string{pr.In.Host}
+	}
+	h["X-Request-Id"] = []string{rs.id}
+}
+
+// modifyResponse cleans the upstream's response headers.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	rs := stateOf(resp.Request.Context())
+	h := resp.Header
+	for _, k := range responseStripped {
+		delete(h, k)
+	}
+	for k := range h {
+		if strings.HasPrefix(k, "Access-Control-") {
+			delete(h, k) // the gateway owns CORS
+		}
+	}
+	if rs != nil && rs.route.auth != authPublic {
+		h["Cache-Control"] = rs.route.cacheControl
+	} else if rs != nil && rs.route.publicCache != nil {
+		h["Cache-Control"] = rs.route.publicCache
+	}
+	return nil
+}
+
+// proxyError answers a failed upstream round trip: 413 when the body overflowed while being
+// forwarded, 504 on a timeout, 502 otherwise; the client learns nothing about the upstream.
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	rs := stateOf(r.Context())
+	rt := rs.route
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		g.refuse(rs, r, http.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.", nil)
+	case r.Context().Err() != nil:
+		rs.status, rs.reason = 499, "client_closed"
+	case isTimeout(err):
+		rt.m.upstream[upstreamTimeout].Inc()
+		g.log.Warn("upstream timeout", "request_id", rs.id, "route", rt.name, "error", err)
+		g.refuse(rs, r, http.StatusGatewayTimeout, "upstream_timeout", "The upstream service did not answer in time.", nil)
+	default:
+		kind := upstreamOther
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			kind = upstreamUnreachable
+		}
+		rt.m.upstream[kind].Inc()
+		g.log.Warn("upstream error", "request_id", rs.id, "route", rt.name, "kind", kind, "error", err)
+		g.refuse(rs, r, http.StatusBadGateway, "upstream_"+kind, "The upstream service failed.", nil)
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
