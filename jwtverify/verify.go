@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -27,7 +28,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if v.cache == nil {
 		return v.verify(ctx, token, now)
 	}
-	key := sha256.Sum256([]byte(token))
+	key := hashToken(token)
 	if c, ok := v.cache.get(&key, now); ok {
 		if err := v.checkExpiry(c, now); err != nil {
 			return nil, err
@@ -40,6 +41,21 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	v.cache.put(&key, c, now)
 	return c, nil
+}
+
+// hashBuffers avoids allocating a copy of the token for hashing on the cache's hot path.
+var hashBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// hashToken returns the SHA-256 of token, the verified-token cache key.
+func hashToken(token string) [32]byte {
+	bp := hashBuffers.Get().(*[]byte)
+	buf := append((*bp)[:0], token...)
+	sum := sha256.Sum256(buf)
+	if cap(buf) <= 64<<10 { // do not keep huge buffers alive
+		*bp = buf
+		hashBuffers.Put(bp)
+	}
+	return sum
 }
 
 // verify runs every check except the size cap, without the cache.

@@ -2,10 +2,12 @@ package jwtverify
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -223,6 +225,19 @@ func TestVerifyAttacks(t *testing.T) {
 		return parts[0] + "." + parts[1] + "." + b64(der)
 	}
 
+	// PS256 with a salt other than the hash size: RFC 7518 §3.5 fixes it, go-jose's own check
+	// would accept it.
+	psKey := newTestKey(t, "PS256", "ps")
+	pssSalt20 := func() string {
+		input := encodeSegment(t, psKey.defaultHeader()) + "." + encodeSegment(t, claims)
+		d := sha256.Sum256([]byte(input))
+		sig, err := rsa.SignPSS(rand.Reader, psKey.priv.(*rsa.PrivateKey), crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return input + "." + b64(sig)
+	}
+
 	tests := []struct {
 		name   string
 		token  string
@@ -265,6 +280,7 @@ func TestVerifyAttacks(t *testing.T) {
 		{name: "ES256 signature of 65 bytes", token: parts[0] + "." + parts[1] + "." + b64(append(mustB64(t, parts[2]), 0)), want: ErrSignature},
 		{name: "ES256 signature DER encoded", token: derSig(), want: ErrSignature},
 		{name: "signature from another key", token: attacker.mint(t, hdr, claims), want: ErrSignature},
+		{name: "PS256 with a 20-byte salt", token: pssSalt20(), keys: staticKeys(t, psKey), want: ErrSignature},
 		{name: "payload changed under the signature", token: parts[0] + "." + encodeSegment(t, with(claims, "sub", "admin")) + "." + parts[2], want: ErrSignature},
 		{name: "header changed under the signature", token: encodeSegment(t, with(hdr, "x", 1)) + "." + parts[1] + "." + parts[2], want: ErrSignature},
 		{name: "signature stripped", token: parts[0] + "." + parts[1] + ".", want: ErrSignature},
