@@ -421,14 +421,15 @@ func (m *Manager) JWKS() (body []byte, etag string) {
 }
 
 // Keys is the in-process key source for jwtverify (jwtverify.KeyFunc(m.Keys)): the public
-// keys currently published, by kid or all of them.
+// keys currently published, by kid or all of them. An unknown kid is no keys and no error,
+// which jwtverify reads as "not found" (an error would mean "keys unavailable": a 503).
 func (m *Manager) Keys(_ context.Context, kid string) ([]jose.JSONWebKey, error) {
 	st := m.state.Load()
 	if kid != "" {
 		if k, ok := st.byKID[kid]; ok {
 			return []jose.JSONWebKey{k}, nil
 		}
-		return nil, fmt.Errorf("keys: no published key %q", kid)
+		return nil, nil
 	}
 	out := make([]jose.JSONWebKey, 0, len(st.byKID))
 	for _, k := range st.byKID {
