@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -36,6 +37,8 @@ type KeySource interface {
 // this way). A private key it returns is used through its public half; symmetric keys are
 // ignored. Returning no keys and a nil error means "not found".
 type KeyFunc func(ctx context.Context, kid string) ([]jose.JSONWebKey, error)
+
+var _ KeySource = KeyFunc(nil)
 
 // Keys calls f.
 func (f KeyFunc) Keys(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
@@ -131,6 +134,7 @@ type jwkMeta struct {
 	Priv   json.RawMessage `json:"priv"`
 }
 
+// hasPrivate reports whether the key carries any private member (present, even if null).
 func (m *jwkMeta) hasPrivate() bool {
 	return m.D != nil || m.P != nil || m.Q != nil || m.DP != nil || m.DQ != nil || m.QI != nil ||
 		m.Oth != nil || m.Priv != nil
@@ -167,7 +171,7 @@ func parseJWKS(data []byte) (keys []jose.JSONWebKey, skipped int, err error) {
 		switch {
 		case meta.Kty != "EC" && meta.Kty != "RSA" && meta.Kty != "OKP",
 			meta.Use != "" && meta.Use != "sig",
-			meta.KeyOps != nil && !contains(meta.KeyOps, "verify"):
+			meta.KeyOps != nil && !slices.Contains(meta.KeyOps, "verify"):
 			skipped++
 			continue
 		}
@@ -179,15 +183,6 @@ func parseJWKS(data []byte) (keys []jose.JSONWebKey, skipped int, err error) {
 		keys = append(keys, k)
 	}
 	return keys, skipped, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // usableKey returns the public signature key k stands for, if any: k itself when it is a usable

@@ -210,7 +210,9 @@ func (r *RemoteJWKS) checkRedirect(req *http.Request, via []*http.Request) error
 // keeps serving the last set (within its staleness bound) but never fetches again.
 func (r *RemoteJWKS) Close() {
 	r.closeOnce.Do(func() {
+		r.mu.Lock() // startFetch checks ctx and adds to wg under mu: no fetch starts after this
 		r.cancel()
+		r.mu.Unlock()
 		r.wg.Wait()
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -489,4 +490,28 @@ func TestRemoteJWKSBackgroundRefresh(t *testing.T) {
 			}
 		})
 	})
+}
+
+func TestRemoteJWKSCloseWhileInUse(t *testing.T) {
+	srv := newJWKSServer(t, newTestKey(t, "ES256", "k1"))
+	r := newRemote(t, srv, RemoteOptions{MinRefetchInterval: time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			for j := range 20 {
+				r.Keys(context.Background(), fmt.Sprint("kid-", i, "-", j))
+			}
+		})
+	}
+	r.Close()
+	wg.Wait()
+	hits := srv.hits.Load()
+	if _, err := r.Keys(t.Context(), "another-unknown"); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("after Close: %v", err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if got := srv.hits.Load(); got != hits {
+		t.Errorf("fetches after Close: %d, want %d", got, hits)
+	}
+	r.Close() // idempotent
 }

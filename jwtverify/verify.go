@@ -71,7 +71,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 		if unexpected, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
 			return nil, fmt.Errorf("%w: %q", ErrAlgorithm, quoteShort(string(unexpected.Got)))
 		}
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %s", ErrMalformed, quoteShort(err.Error()))
 	}
 	if len(jws.Signatures) != 1 {
 		return nil, fmt.Errorf("%w: %d signatures", ErrMalformed, len(jws.Signatures))
@@ -114,7 +114,9 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 		return nil, fmt.Errorf("%w: alg %s, %d candidate key(s)", ErrSignature, alg, len(candidates))
 	}
 
-	// Claims: only now that the payload is authenticated is it decoded.
+	// Claims: only now that the payload is authenticated is it decoded. go-jose decoded these
+	// bytes from the very payload segment the signature covers (and compactSigningInput made sure
+	// that segment has one encoding only), so "Unsafe" no longer applies.
 	c, err := parseClaims(jws.UnsafePayloadWithoutVerification())
 	if err != nil {
 		return nil, err
