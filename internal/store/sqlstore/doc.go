@@ -18,6 +18,10 @@
 // contract demands serialisation take a row lock (SELECT ... FOR UPDATE), an advisory
 // transaction lock, or are a single conditional statement.
 //
+// Replay keys and ephemeral values are judged expired by Options.Now; expired rows are
+// ignored by every read and removed by PurgeExpired, which the application schedules (the
+// store contract has no such method yet), as it schedules DeleteExpiredTokens.
+//
 // Schema changes are embedded, forward-only, versioned migrations run with goose's Provider
 // API (migrate.go). Times are stored as BIGINT Unix microseconds in UTC (NULL for the zero
 // time), slices and maps as JSON text, the same in both dialects.
