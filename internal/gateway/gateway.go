@@ -75,7 +75,7 @@ type state struct {
 	verifiers  map[string]*tokencheck.JWTVerifier
 	transports map[string]*http.Transport
 	trusted    []netip.Prefix
-	strip      []string // canonical request header names never forwarded as sent
+	strip      map[string]bool // canonical request header names never forwarded as sent
 }
 
 // New compiles the configuration and returns a Gateway. ctx bounds nothing but a background
@@ -320,9 +320,12 @@ func (g *Gateway) build(cfg *config.Config, old *state) (st *state, err error) {
 	if st.trusted, err = web.ParsePrefixes(gw.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("gateway: trusted_proxies: %w", err)
 	}
-	st.strip = append([]string{}, alwaysStripped...)
+	st.strip = map[string]bool{}
+	for _, h := range alwaysStripped {
+		st.strip[h] = true
+	}
 	for _, h := range gw.IdentityHeaders {
-		st.strip = append(st.strip, http.CanonicalHeaderKey(h))
+		st.strip[http.CanonicalHeaderKey(h)] = true
 	}
 	return st, nil
 }
