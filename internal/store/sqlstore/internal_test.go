@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/portcullis/portcullis/internal/store"
@@ -101,5 +103,21 @@ func TestWrapKeepsSentinelAndCause(t *testing.T) {
 		if err := db.wrap("op", errors.New("syntax error")); isSentinel(err) {
 			t.Fatalf("%s: an unknown error became a sentinel: %v", d, err)
 		}
+	}
+}
+
+func TestPostgresSessionSettings(t *testing.T) {
+	dsn := os.Getenv("PORTCULLIS_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("PORTCULLIS_TEST_POSTGRES is not set")
+	}
+	db, err := connect(t.Context(), Options{Driver: "postgres", DSN: dsn, QueryTimeout: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v string
+	if err := db.r.QueryRowContext(t.Context(), "SHOW idle_in_transaction_session_timeout").Scan(&v); err != nil || v != "3s" {
+		t.Fatalf("idle_in_transaction_session_timeout = %q (%v), want 3s", v, err)
 	}
 }

@@ -200,6 +200,11 @@ func (db *DB) connectPostgres(ctx context.Context, o Options) error {
 	if o.Schema != "" {
 		cfg.RuntimeParams["search_path"] = pgx.Identifier{o.Schema}.Sanitize()
 	}
+	// A replica cut off mid-transaction must not hold its row or advisory locks until TCP
+	// notices: the server ends a transaction left idle for twice the query timeout.
+	if _, set := cfg.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		cfg.RuntimeParams["idle_in_transaction_session_timeout"] = fmt.Sprint(max(time.Second, 2*o.QueryTimeout).Milliseconds())
+	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "portcullis"
 	}
