@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis/portcullis/jwtverify"
 )
 
 // Gateway configures the edge proxy.
@@ -747,8 +749,13 @@ func (g *Gateway) validateAuth(c *Config, ps *Problems, route string, r *Route) 
 		checkScopes(ps, mp, scopes)
 	}
 	for i, pol := range r.Policies {
+		pp := fmt.Sprintf("%s.policies[%d]", route, i)
 		if strings.TrimSpace(pol) == "" {
-			ps.add(fmt.Sprintf("%s.policies[%d]", route, i), "empty policy")
+			ps.add(pp, "empty policy")
+			continue
+		}
+		if _, err := jwtverify.CompilePolicy(pol); err != nil {
+			ps.add(pp, "route %q: %v", r.Name, err)
 		}
 	}
 }

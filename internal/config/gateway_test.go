@@ -128,6 +128,8 @@ func TestGatewayProblems(t *testing.T) {
 		{"scopes on mtls", func(c *Config) { c.Gateway.Routes[2].Auth.Scopes = []string{"a"} }, "gateway.routes[2].auth.scopes", "only to oauth and jwt"},
 		{"policies on public", func(c *Config) { c.Gateway.Routes[3].Policies = []string{"true"} }, "gateway.routes[3].policies", "only to oauth and jwt"},
 		{"empty policy", func(c *Config) { c.Gateway.Routes[0].Policies = []string{" "} }, "gateway.routes[0].policies[0]", "empty"},
+		{"policy syntax", func(c *Config) { c.Gateway.Routes[0].Policies = []string{"claims.sub =="} }, "gateway.routes[0].policies[0]", `route "orders"`},
+		{"policy not bool", func(c *Config) { c.Gateway.Routes[0].Policies = []string{"claims.sub"} }, "gateway.routes[0].policies[0]", "bool"},
 		{"subjects on oauth", func(c *Config) { c.Gateway.Routes[0].Auth.AllowedSubjects = []string{"x"} }, "gateway.routes[0].auth.allowed_subjects", "only to mtls"},
 		{"mtls without client ca", func(c *Config) { c.Gateway.TLS.ClientCA = "" }, "gateway.routes[2].auth.method", "client_ca"},
 		{"jwt without audience", func(c *Config) { c.Gateway.JWT.Audience = nil }, "gateway.routes[1].auth.audience", "needs an audience"},

@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -733,5 +735,72 @@ func TestInsecureHTTPUpstreamWhenAllowed(t *testing.T) {
 	resp, body := h.do("GET", "/public/x", "", nil, nil)
 	if resp.StatusCode != 200 || string(body) != "plain" {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+func TestJWTRouteForwardsTheSameToken(t *testing.T) {
+	h := newHarness(t)
+	jwt := h.is.JWT(tokenchecktest.Grant{Subject: "svc", ClientID: "reporter", Scopes: []string{"reports:read"}, Audience: []string{"reports"}})
+	resp, body := h.do("GET", "/internal/reports/q1", jwt, nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	seen := h.lastSeen()
+	if seen.Header.Get("Authorization") != "Bearer "+jwt || seen.VerifyErr != nil || seen.Claims.Subject != "svc" {
+		t.Errorf("upstream Authorization %q, verify %v", seen.Header.Get("Authorization"), seen.VerifyErr)
+	}
+	noScope := h.is.JWT(tokenchecktest.Grant{Subject: "svc", ClientID: "reporter", Audience: []string{"reports"}})
+	if resp, _ := h.do("GET", "/internal/reports/q1", noScope, nil, nil); resp.StatusCode != 403 ||
+		resp.Header.Get("WWW-Authenticate") != `Bearer error="insufficient_scope", scope="reports:read"` {
+		t.Errorf("jwt without the scope: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+func TestUpstreamClientCertificate(t *testing.T) {
+	var h *harness
+	var mtlsUp *httptest.Server
+	var peer atomic.Value
+	h = newHarness(t, withConfig(func(c *config.Config, hh *harness) {
+		_, certFile, keyFile := hh.ca.issue("upstream-mtls", []net.IP{net.IPv4(127, 0, 0, 1)}, nil, false)
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mtlsUp = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			peer.Store(r.TLS.PeerCertificates[0].Subject.CommonName)
+			_, _ = io.WriteString(w, "ok")
+		}))
+		mtlsUp.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: hh.ca.pool, ClientAuth: tls.RequireAndVerifyClientCert}
+		mtlsUp.StartTLS()
+		t.Cleanup(mtlsUp.Close)
+		_, gwCert, gwKey := hh.ca.issue("gateway-client", nil, nil, true)
+		c.Gateway.Routes[5].Upstream = config.Upstream{URL: mtlsUp.URL, CA: hh.ca.file, ClientCert: gwCert, ClientKey: gwKey}
+		c.Gateway.Routes[6].Upstream = config.Upstream{URL: mtlsUp.URL, CA: hh.ca.file} // no client certificate
+	}))
+	if resp, body := h.do("GET", "/public/x", "", nil, nil); resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("with a client certificate: %d %s", resp.StatusCode, body)
+	}
+	if peer.Load() != "gateway-client" {
+		t.Errorf("the upstream saw client %v", peer.Load())
+	}
+	if resp, _ := h.do("GET", "/v1/things", "", nil, nil); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("without a client certificate: %d", resp.StatusCode)
+	}
+}
+
+func TestServerSettings(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *config.Config, _ *harness) {
+		c.Gateway.Limits.MaxConcurrentStreams = 17
+		c.Gateway.Limits.MaxHeaderBytes = 8 << 10
+		c.Gateway.Limits.ReadHeaderTimeout = 3 * time.Second
+	}))
+	s := h.srv
+	got := []any{s.HTTP2.MaxConcurrentStreams, s.MaxHeaderBytes, s.ReadHeaderTimeout, s.DisableGeneralOptionsHandler, s.TLSConfig.ClientAuth, s.TLSConfig.MinVersion}
+	want := []any{17, 8 << 10, 3 * time.Second, true, tls.VerifyClientCertIfGiven, uint16(tls.VersionTLS12)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("server settings (-want +got):\n%s", diff)
+	}
+	if s.ReadTimeout == 0 || s.WriteTimeout == 0 || s.IdleTimeout == 0 {
+		t.Errorf("a zero timeout: %v %v %v", s.ReadTimeout, s.WriteTimeout, s.IdleTimeout)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"runtime/debug"
 	"strings"
@@ -81,7 +82,7 @@ type recorder struct {
 }
 
 func (w *recorder) WriteHeader(code int) {
-	if code >= 200 && w.status == 0 {
+	if (code >= 200 || code == http.StatusSwitchingProtocols) && w.status == 0 {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -182,7 +183,11 @@ func peerTrusted(r *http.Request, st *state) bool {
 	if len(st.trusted) == 0 {
 		return false
 	}
-	peer := web.ClientIP(&http.Request{RemoteAddr: r.RemoteAddr}, nil)
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	peer := ap.Addr().Unmap()
 	for _, p := range st.trusted {
 		if p.Contains(peer) {
 			return true

@@ -157,7 +157,9 @@ func (c *cache) get(ctx context.Context, token string, fetch func(context.Contex
 		f = &flight{done: make(chan struct{})}
 		s.flights[k] = f
 		epoch := c.epoch.Load()
-		go c.run(context.WithoutCancel(ctx), s, k, f, epoch, token, fetch)
+		// The flight serves every caller of this token, so it runs on its own context: one
+		// caller leaving must not fail the others.
+		go c.run(context.Background(), s, k, f, epoch, token, fetch)
 	}
 	s.mu.Unlock()
 

@@ -115,6 +115,11 @@ func New(cfg Config) (*Checker, error) {
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true},
 		}
 	}
+	// The issuer is spoken to directly: a redirect (with a token in the body, credentials in
+	// the header) is never followed.
+	noRedirect := *client
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client = &noRedirect
 	log := cfg.Logger.With("component", "tokencheck")
 	c := &Checker{
 		issuer:  cfg.Issuer, // issuer identifiers compare exactly (RFC 8414 §3.3)
