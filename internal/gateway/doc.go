@@ -5,15 +5,28 @@
 //	→ CORS preflight (answered here) → body limit (413)
 //	→ authenticate with the route's one method: oauth (opaque token → phantom JWT via
 //	  tokencheck), jwt (at+jwt verified locally), mtls (client certificate) or public;
-//	  credentials of another kind are refused (400/401)
+//	  credentials of another kind are refused
 //	→ scopes (403 insufficient_scope) → CEL policies (403)
 //	→ rewrite (strip/add prefix, hygiene headers, Authorization: Bearer <JWT>)
 //	→ httputil.ReverseProxy (Rewrite, never Director) → upstream over HTTPS
-//	→ response hygiene (Server/X-Powered-By removed, nosniff, HSTS, no-store), access log,
-//	  metrics
+//	→ response hygiene (Server/X-Powered-By and upstream CORS removed, nosniff, HSTS,
+//	  no-store), access log, metrics
 //
-// Errors the gateway makes are RFC 9457 problem+json with the request id and nothing about
-// internals; upstream failures are 502/504. Routes are compiled once per configuration into
-// an immutable table held by an atomic pointer: Reload swaps it whole, and a request in flight
-// finishes on the table it started with.
+// Refusals, all RFC 9457 problem+json with the request id and nothing about internals:
+//
+//	400  ambiguous or malformed path; on oauth/jwt routes a client certificate, two
+//	     Authorization headers or access_token in the URL (Bearer error="invalid_request");
+//	     on mtls routes any Authorization header
+//	401  oauth/jwt: no bearer token or another scheme (Bearer), a bad, unknown, expired or
+//	     revoked token, a JWT on an oauth route, an opaque token on a jwt route, a token for
+//	     another audience (Bearer error="invalid_token")
+//	403  missing scope (Bearer error="insufficient_scope", scope="..."), a policy said no,
+//	     mtls without an allowed client certificate, a refused CORS preflight
+//	404  no route; 405 no route for the method (Allow lists those that exist)
+//	413  body over the route's max_body, declared or streamed
+//	502  upstream failed; 503 the issuer cannot be consulted; 504 upstream timeout
+//
+// Routes are compiled once per configuration into an immutable table held by an atomic
+// pointer: Reload swaps it whole, and a request in flight finishes on the table it started
+// with.
 package gateway

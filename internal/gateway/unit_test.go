@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestBearerToken(t *testing.T) {
+	tests := []struct {
+		in     string
+		tok    string
+		scheme bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer abc", "abc", true},
+		{"BEARER  a-b.c_d~e+f/g==", "a-b.c_d~e+f/g==", true},
+		{"Bearer ", "", true},
+		{"Bearer a b", "", true},
+		{"Bearer a=b", "", true},
+		{"Bearer a\x00", "", true},
+		{"Bearer " + strings.Repeat("a", 16<<10+1), "", true},
+		{"Basic Zm9vOmJhcg==", "", false},
+		{"DPoP abc", "", false},
+		{"Bearerabc", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		tok, scheme := bearerToken(tt.in)
+		if tok != tt.tok || scheme != tt.scheme {
+			t.Errorf("bearerToken(%.40q) = %q, %v; want %q, %v", tt.in, tok, scheme, tt.tok, tt.scheme)
+		}
+	}
+}
+
+// FuzzBearerToken: an accepted token is RFC 6750 b64token syntax and parses back to itself.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer a.b.c", "Bearer a==", "Basic x", "Bearer a b", "Bearer =a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		tok, _ := bearerToken(in)
+		if tok == "" {
+			return
+		}
+		body := strings.TrimRight(tok, "=")
+		for i := 0; i < len(body); i++ {
+			c := body[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+				t.Fatalf("token %q holds %q", tok, c)
+			}
+		}
+		if again, ok := bearerToken("Bearer " + tok); !ok || again != tok {
+			t.Fatalf("%q does not parse back: %q", tok, again)
+		}
+	})
+}
+
+// FuzzAppendJSONString: whatever a client puts in a path, the access log line stays one valid
+// JSON line that decodes to the value (invalid UTF-8 replaced).
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"/a", "/a\"b", "/a\nb", "\xff", "/\u2028", "</script>", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendJSONString(nil, s)
+		if strings.ContainsAny(string(b), "\n\r") {
+			t.Fatalf("line break in %q", b)
+		}
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%q → %q: %v", s, b, err)
+		}
+		if want := strings.ToValidUTF8(s, "\ufffd"); got != want && utf8.ValidString(s) {
+			t.Fatalf("%q decodes to %q", s, got)
+		}
+	})
+}
+
+func TestLogLineIsJSON(t *testing.T) {
+	l := logLine{time: time.Unix(1700000000, 123), requestID: "ID", method: "GET", path: "/a\"\n\xff", route: "r",
+		status: 200, bytes: 5, latency: 1500 * time.Microsecond, clientIP: "127.0.0.1", clientID: "c", subject: "s", reason: "x"}
+	b := l.appendJSON(nil)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if m["latency_ms"] != 1.5 || m["path"] != "/a\"\n\ufffd" || m["sub"] != "s" {
+		t.Errorf("decoded %v", m)
+	}
+}
+
+func TestHostOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		"a.example": "a.example", "a.example:8443": "a.example", "[::1]:443": "[::1]", "[::1]": "[::1]", "": "",
+	} {
+		if got := hostOnly(in); got != want {
+			t.Errorf("hostOnly(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
