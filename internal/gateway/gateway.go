@@ -60,7 +60,7 @@ type Gateway struct {
 
 	state    atomic.Pointer[state]
 	reloadMu sync.Mutex // serialises Reload and Close
-	retired  []func()   // cleanups of replaced configurations, run late or at Close
+	retired  []*retirement // cleanups of replaced configurations, run late or at Close
 	closed   bool
 	noRoute  *routeMetrics
 }
@@ -173,10 +173,30 @@ func (g *Gateway) retire(old, st *state) {
 	if grace <= 0 {
 		grace = time.Minute
 	}
-	var once sync.Once
-	run := func() { once.Do(cleanup) }
-	time.AfterFunc(grace, run)
-	g.retired = append(g.retired, run)
+	rt := &retirement{f: cleanup}
+	time.AfterFunc(grace, rt.run)
+	pending := g.retired[:0]
+	for _, p := range g.retired {
+		if !p.done.Load() {
+			pending = append(pending, p)
+		}
+	}
+	g.retired = append(pending, rt)
+}
+
+// retirement is the cleanup of a replaced configuration; it runs once, after a grace period
+// or at Close, whichever comes first.
+type retirement struct {
+	once sync.Once
+	done atomic.Bool
+	f    func()
+}
+
+func (r *retirement) run() {
+	r.once.Do(func() {
+		r.f()
+		r.done.Store(true)
+	})
 }
 
 // Close flushes the access log and releases connections and the issuer client. Serve no
@@ -188,8 +208,8 @@ func (g *Gateway) Close() error {
 		return nil
 	}
 	g.closed = true
-	for _, run := range g.retired {
-		run()
+	for _, r := range g.retired {
+		r.run()
 	}
 	st := g.state.Load()
 	for _, tr := range st.transports {
