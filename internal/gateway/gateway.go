@@ -59,7 +59,7 @@ type Gateway struct {
 	opts      Options
 
 	state    atomic.Pointer[state]
-	reloadMu sync.Mutex // serialises Reload and Close
+	reloadMu sync.Mutex    // serialises Reload and Close
 	retired  []*retirement // cleanups of replaced configurations, run late or at Close
 	closed   bool
 	noRoute  *routeMetrics
