@@ -192,10 +192,10 @@ func (h *Health) Wait() { h.wg.Wait() }
 // it decides; when a call fails, the backend is marked down (see Health) and requests get
 // the configured FailMode until a probe finds it back.
 type Failover struct {
-	shared Limiter
-	local  Limiter
-	mode   FailMode
-	health *Health
+	shared   Limiter
+	local    Limiter
+	mode     FailMode
+	health   *Health
 	degraded prometheus.Counter
 }
 

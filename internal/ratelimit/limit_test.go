@@ -28,8 +28,8 @@ func TestParseRate(t *testing.T) {
 		{in: "1/31d", n: 1, per: 31 * 24 * time.Hour},
 		{in: "1000000/s", n: 1000000, per: time.Second},
 		{in: "1000000000/1000s", n: 1000000000, per: 1000 * time.Second},
-		{in: "1000001/s", fail: true},  // faster than one per microsecond
-		{in: "1/32d", fail: true},      // window too long
+		{in: "1000001/s", fail: true}, // faster than one per microsecond
+		{in: "1/32d", fail: true},     // window too long
 		{in: "1000000001/d", fail: true},
 		{in: "99999999999999999999/s", fail: true},
 		{in: "0/s", fail: true},
