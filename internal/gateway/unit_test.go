@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/portcullis/portcullis/internal/tokencheck"
+	"github.com/portcullis/portcullis/jwtverify"
 )
 
 func TestBearerToken(t *testing.T) {
@@ -99,5 +102,36 @@ func TestHostOnly(t *testing.T) {
 		if got := hostOnly(in); got != want {
 			t.Errorf("hostOnly(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestScopeRequirements(t *testing.T) {
+	p := func(scopes ...string) *tokencheck.Principal {
+		return &tokencheck.Principal{Claims: &jwtverify.Claims{Scopes: scopes}}
+	}
+	tests := []struct {
+		name   string
+		req    *scopeReq
+		holder *tokencheck.Principal
+		want   bool
+	}{
+		{"all: has all", newScopeReq([]string{"a", "b"}, "all"), p("b", "a", "c"), true},
+		{"all: lacks one", newScopeReq([]string{"a", "b"}, "all"), p("a"), false},
+		{"default mode is all", newScopeReq([]string{"a", "b"}, ""), p("a"), false},
+		{"any: has one", newScopeReq([]string{"a", "b"}, "any"), p("b"), true},
+		{"any: has none", newScopeReq([]string{"a", "b"}, "any"), p("c"), false},
+		{"any: no scopes at all", newScopeReq([]string{"a"}, "any"), p(), false},
+		{"prefix is not a scope", newScopeReq([]string{"orders:read"}, "all"), p("orders:read:all", "orders"), false},
+	}
+	for _, tt := range tests {
+		if got := tt.req.satisfied(tt.holder); got != tt.want {
+			t.Errorf("%s: satisfied = %v", tt.name, got)
+		}
+	}
+	if newScopeReq(nil, "all") != nil {
+		t.Error("no scopes must mean no requirement")
+	}
+	if got := newScopeReq([]string{"a", "b"}, "any").challenge[0]; got != `Bearer error="insufficient_scope", scope="a b"` {
+		t.Errorf("challenge %q", got)
 	}
 }
