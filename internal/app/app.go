@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/events"
+	"github.com/portcullis/portcullis/internal/gateway"
 	"github.com/portcullis/portcullis/internal/issuer"
 	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/internal/secret"
@@ -44,6 +46,9 @@ type Options struct {
 	Reload <-chan *config.Config
 	// Grace bounds how long in-flight requests may take at shutdown (default 10s).
 	Grace time.Duration
+	// AccessLog receives the gateway's access lines (buffered JSON); default: Logger's output
+	// through slog, slower.
+	AccessLog io.Writer
 }
 
 // App is a running Portcullis: the parts a config asks for, wired together.
@@ -56,6 +61,7 @@ type App struct {
 	keys     *keys.Manager
 	secrets  *secret.Hasher
 	issuer   *issuer.Server
+	gateway  *gateway.Gateway
 	registry *prometheus.Registry
 	imetrics *issuer.Metrics
 	handlers map[string]*swapHandler
@@ -102,7 +108,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	}
 	a := &App{cfg: cfg, log: o.Logger, registry: telemetry.NewRegistry(), handlers: map[string]*swapHandler{}}
 	defer a.close()
-	if err := a.build(ctx); err != nil {
+	if err := a.build(ctx, o); err != nil {
 		return err
 	}
 	servers, err := a.listen(o)
@@ -147,7 +153,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 }
 
 // build opens the store and constructs the configured surfaces.
-func (a *App) build(ctx context.Context) error {
+func (a *App) build(ctx context.Context, o Options) error {
 	cfg := a.cfg
 	db, err := OpenStore(ctx, cfg, a.log.With("component", "store"))
 	if err != nil {
@@ -161,6 +167,15 @@ func (a *App) build(ctx context.Context) error {
 		if err := a.buildIssuer(ctx, cfg); err != nil {
 			return err
 		}
+	}
+	if cfg.Gateway != nil {
+		gw, err := gateway.New(ctx, gateway.Options{
+			Config: cfg, Logger: a.log, AccessLog: o.AccessLog, Metrics: a.registry, Events: a.bus,
+		})
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		a.gateway = gw
 	}
 	return nil
 }
@@ -267,6 +282,19 @@ func (a *App) listen(o Options) ([]server, error) {
 			return closeAll(out, err)
 		}
 	}
+	if cfg.Gateway != nil {
+		srv, err := a.gateway.Server()
+		if err != nil {
+			return closeAll(out, err)
+		}
+		ln := o.Listeners[RoleGateway]
+		if ln == nil {
+			if ln, err = net.Listen("tcp", cfg.Gateway.Listen); err != nil {
+				return closeAll(out, fmt.Errorf("gateway listen: %w", err))
+			}
+		}
+		out = append(out, server{role: RoleGateway, srv: srv, ln: ln})
+	}
 	if ad := cfg.Admin; ad != nil {
 		if err := add(RoleAdmin, ad.Listen, ad.TLS, ad.TLS.Cert == "", a.adminHandler(), web.Timeouts{}, 0); err != nil {
 			return closeAll(out, err)
@@ -343,6 +371,13 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 	if (cfg.Issuer == nil) != (a.cfg.Issuer == nil) || (cfg.Gateway == nil) != (a.cfg.Gateway == nil) {
 		return errors.New("adding or removing a role needs a restart")
 	}
+	// The gateway first: its reload compiles and checks everything before swapping, so a
+	// refusal leaves both roles on the old config.
+	if cfg.Gateway != nil {
+		if err := a.gateway.Reload(cfg); err != nil {
+			return err
+		}
+	}
 	if cfg.Issuer != nil {
 		if err := SyncClients(ctx, a.store, cfg.Issuer); err != nil {
 			return fmt.Errorf("sync clients: %w", err)
@@ -364,6 +399,11 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 }
 
 func (a *App) close() {
+	if a.gateway != nil {
+		if err := a.gateway.Close(); err != nil {
+			a.log.Error("closing gateway", "err", err)
+		}
+	}
 	if a.issuer != nil {
 		a.issuer.Close()
 	}

@@ -181,7 +181,7 @@ func (e env) serve(args []string) int {
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
 	go e.reloads(ctx, *path, *watch, log, reload)
-	if err := Run(ctx, cfg, Options{Logger: log, Reload: reload}); err != nil {
+	if err := Run(ctx, cfg, Options{Logger: log, Reload: reload, AccessLog: e.stderr}); err != nil {
 		log.Error("portcullis stopped", "err", err)
 		return ExitFailure
 	}

@@ -2,8 +2,17 @@ package app
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
 	"encoding/json"
 	"fmt"
+	"github.com/portcullis/portcullis/internal/demoapi"
+	"github.com/portcullis/portcullis/internal/web"
+	"github.com/portcullis/portcullis/jwtverify"
 	"io"
 	"net"
 	"os"
@@ -51,6 +60,9 @@ type DemoRoute struct {
 	Scopes []string `json:"scopes"`
 	Auth   string   `json:"auth,omitempty"`
 }
+
+// demoAudience is the aud of the demo's access tokens: the demo API checks it.
+const demoAudience = "demo-api"
 
 // demoPorts are the fixed ports of a default demo.
 var demoPorts = map[string]int{RoleIssuer: 9443, RoleGateway: 8443, RoleAdmin: 9090, "upstream": 9001}
@@ -124,6 +136,12 @@ func (e env) demo(args []string) int {
 	}
 	defer logFile.Close()
 	log := telemetry.NewLogger(logFile, cfg.Log.SlogLevel(), cfg.Log.Format)
+	stopAPI, err := startDemoAPI(e.ctx, abs, info, lns["upstream"], log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "portcullis demo: %v\n", err)
+		return ExitFailure
+	}
+	defer stopAPI()
 	ready := func() {
 		if err := writeJSON(filepath.Join(abs, "demo.json"), info); err != nil {
 			fmt.Fprintf(e.stderr, "portcullis demo: %v\n", err)
@@ -131,7 +149,7 @@ func (e env) demo(args []string) int {
 		}
 		printWalkthrough(e.stdout, abs, info)
 	}
-	if err := Run(e.ctx, cfg, Options{Logger: log, Listeners: lns, Ready: ready}); err != nil {
+	if err := Run(e.ctx, cfg, Options{Logger: log, Listeners: lns, Ready: ready, AccessLog: logFile}); err != nil {
 		fmt.Fprintf(e.stderr, "portcullis demo: %v (log: %s)\n", err, logFile.Name())
 		return ExitFailure
 	}
@@ -199,11 +217,13 @@ func prepareDemo(dir string, lns map[string]net.Listener) (*DemoInfo, error) {
 		return nil, err
 	}
 	info := &DemoInfo{
-		Issuer: fmt.Sprintf("https://127.0.0.1:%d", portOf(lns[RoleIssuer])),
-		Admin:  fmt.Sprintf("https://127.0.0.1:%d", portOf(lns[RoleAdmin])),
-		CAFile: filepath.Join(dir, "ca.pem"),
-		Users:  []DemoUser{},
-		Routes: []DemoRoute{},
+		Issuer:   fmt.Sprintf("https://127.0.0.1:%d", portOf(lns[RoleIssuer])),
+		Upstream: fmt.Sprintf("https://127.0.0.1:%d", portOf(lns["upstream"])),
+		Gateway:  fmt.Sprintf("https://127.0.0.1:%d", portOf(lns[RoleGateway])),
+		Admin:    fmt.Sprintf("https://127.0.0.1:%d", portOf(lns[RoleAdmin])),
+		CAFile:   filepath.Join(dir, "ca.pem"),
+		Users:    []DemoUser{},
+		Routes:   []DemoRoute{},
 	}
 	hashes := map[string]string{}
 	for _, c := range demoClients {
@@ -214,12 +234,20 @@ func prepareDemo(dir string, lns map[string]net.Listener) (*DemoInfo, error) {
 		c.ClientSecret = sec
 		hashes[c.ClientID] = h.HashGenerated(sec)
 		info.Clients = append(info.Clients, c)
+		if c.ClientID == "gateway" {
+			if err := writeFile(filepath.Join(dir, "gateway.secret"), []byte(sec+"\n"), 0o600); err != nil {
+				return nil, err
+			}
+		}
 	}
 	var buf bytes.Buffer
 	err = demoConfig.Execute(&buf, map[string]any{
-		"IssuerPort": portOf(lns[RoleIssuer]),
-		"AdminPort":  portOf(lns[RoleAdmin]),
-		"Hashes":     hashes,
+		"IssuerPort":   portOf(lns[RoleIssuer]),
+		"GatewayPort":  portOf(lns[RoleGateway]),
+		"UpstreamPort": portOf(lns["upstream"]),
+		"AdminPort":    portOf(lns[RoleAdmin]),
+		"Hashes":       hashes,
+		"Audience":     demoAudience,
 	})
 	if err != nil {
 		return nil, err
@@ -237,7 +265,7 @@ issuer:
   listen: 127.0.0.1:{{.IssuerPort}}
   tls: { cert: issuer.pem, key: issuer-key.pem }
   keys: { algorithm: ES256, master_key_file: master.key }
-  tokens: { access_ttl: 5m }
+  tokens: { access_ttl: 5m, audience: [{{.Audience}}] }
   scopes:
     orders:read:  { description: "See your orders", claims: [customer_id] }
     orders:write: { description: "Place orders for you", claims: [customer_id] }
@@ -268,6 +296,25 @@ issuer:
       grant_types: []
       scopes: []
       introspect: true
+gateway:
+  listen: 127.0.0.1:{{.GatewayPort}}
+  tls: { cert: gateway.pem, key: gateway-key.pem }
+  issuer_ca: ca.pem
+  identity_headers: [X-User-Id, X-Customer-Id]
+  introspection: { client_id: gateway, secret_file: gateway.secret, revocation_bound: 5s }
+  routes:
+    - name: orders
+      match: { path_prefix: /api/orders, methods: [GET, POST] }
+      upstream: { url: "https://127.0.0.1:{{.UpstreamPort}}", ca: ca.pem }
+      auth: { method: oauth, method_scopes: { GET: [orders:read], POST: [orders:write] } }
+    - name: whoami
+      match: { path: /api/whoami, methods: [GET] }
+      upstream: { url: "https://127.0.0.1:{{.UpstreamPort}}", ca: ca.pem }
+      auth: { method: oauth }
+    - name: reports
+      match: { path_prefix: /internal/reports, methods: [GET] }
+      upstream: { url: "https://127.0.0.1:{{.UpstreamPort}}", ca: ca.pem }
+      auth: { method: jwt, scopes: [reports:read] }
 storage: { driver: sqlite, dsn: "file:portcullis.db" }
 admin: { listen: 127.0.0.1:{{.AdminPort}}, tls: { cert: admin.pem, key: admin-key.pem } }
 log: { level: info, format: json }
@@ -281,39 +328,90 @@ func writeJSON(path string, v any) error {
 	return writeFile(path, append(b, '\n'), 0o600)
 }
 
-// printWalkthrough prints curl commands that work as printed.
+// printWalkthrough prints curl commands that work as printed, in a POSIX shell.
 func printWalkthrough(w io.Writer, dir string, info *DemoInfo) {
-	client := func(id string) DemoClient {
-		for _, c := range info.Clients {
-			if c.ClientID == id {
-				return c
-			}
-		}
-		return DemoClient{}
+	secretOf := map[string]string{}
+	for _, c := range info.Clients {
+		secretOf[c.ClientID] = c.ClientSecret
 	}
-	acme, gw := client("acme-app"), client("gateway")
 	ca := info.CAFile
-	fmt.Fprintf(w, `Portcullis demo is running. Files, config and log: %s
+	token := func(id string) string {
+		return fmt.Sprintf(`$(curl -s --cacert %s -u %s:%s -d grant_type=client_credentials %s/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')`,
+			ca, id, secretOf[id], info.Issuer)
+	}
+	fmt.Fprintf(w, `Portcullis demo is running. Files, config and log: %[1]s
 
-  issuer   %s   (metadata: %s/.well-known/oauth-authorization-server)
-  admin    %s   (/metrics, /healthz, /readyz)
+  gateway   %[2]s   the only door: clients call this
+  issuer    %[3]s   OAuth server (/token, /introspect, /revoke, /jwks)
+  demo API  %[4]s   behind the gateway; verifies every JWT itself
+  admin     %[5]s   /metrics, /healthz, /readyz
 
-1. Get an opaque access token for acme-app (client credentials):
+1. The phantom token in one line. acme-app gets an opaque token from the issuer and calls the
+   API through the gateway; the API answers with the verified JWT claims it received and the
+   headers it saw. The opaque token never reaches it, and the spoofed X-Forwarded-For and
+   X-User-Id headers never arrive as sent:
 
-TOKEN=$(curl -s --cacert %s -u %s:%s -d grant_type=client_credentials -d scope=orders:read %s/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/'); echo "$TOKEN"
+curl -s --cacert %[6]s -H "Authorization: Bearer %[7]s" -H "X-Forwarded-For: 6.6.6.6" -H "X-User-Id: admin" %[2]s/api/whoami
 
-2. Introspect it as the gateway would (RFC 7662):
+2. Keep a token per client for the next steps:
 
-curl -s --cacert %s -u %s:%s -d "token=$TOKEN" %s/introspect
+ACME=%[7]s; GLOBEX=%[8]s; REPORTS=%[9]s
 
-3. Revoke it (RFC 7009) and introspect again: {"active":false}
+3. Scopes at the gateway, claims at the API. acme sees only its own orders; globex cannot read
+   acme's order (404, exactly like a missing one) and cannot create one (no orders:write: 403):
 
-curl -s --cacert %s -u %s:%s -d "token=$TOKEN" %s/revoke && curl -s --cacert %s -u %s:%s -d "token=$TOKEN" %s/introspect
+curl -s --cacert %[6]s -H "Authorization: Bearer $ACME" %[2]s/api/orders
+curl -s --cacert %[6]s -H "Authorization: Bearer $GLOBEX" %[2]s/api/orders/A-1001
+curl -s --cacert %[6]s -H "Authorization: Bearer $GLOBEX" -H "Content-Type: application/json" -d '{"item":"anvil","quantity":1}' %[2]s/api/orders
+curl -s --cacert %[6]s -H "Authorization: Bearer $ACME" -H "Content-Type: application/json" -d '{"item":"anvil","quantity":1}' %[2]s/api/orders
+
+4. The internal route takes only JWT access tokens, verified at the gateway against the JWKS:
+   the internal reports-svc client's JWT works, acme's opaque token is refused (401):
+
+curl -s --cacert %[6]s -H "Authorization: Bearer $REPORTS" %[2]s/internal/reports
+curl -s --cacert %[6]s -H "Authorization: Bearer $ACME" %[2]s/internal/reports
+
+5. Revoke acme's token; the gateway refuses it at once (401):
+
+curl -s --cacert %[6]s -u acme-app:%[10]s -d "token=$ACME" %[3]s/revoke; curl -s -o /dev/null -w '%%{http_code}\n' --cacert %[6]s -H "Authorization: Bearer $ACME" %[2]s/api/orders
 
 Press Ctrl-C to stop.
-`,
-		dir, info.Issuer, info.Issuer, info.Admin,
-		ca, acme.ClientID, acme.ClientSecret, info.Issuer,
-		ca, gw.ClientID, gw.ClientSecret, info.Issuer,
-		ca, acme.ClientID, acme.ClientSecret, info.Issuer, ca, gw.ClientID, gw.ClientSecret, info.Issuer)
+`, dir, info.Gateway, info.Issuer, info.Upstream, info.Admin, ca,
+		token("acme-app"), token("globex-app"), token("reports-svc"), secretOf["acme-app"])
+}
+
+// startDemoAPI serves the demo orders API on ln over HTTPS. It verifies every JWT itself
+// against the issuer's JWKS, fetched over HTTPS like any separate service would.
+func startDemoAPI(ctx context.Context, dir string, info *DemoInfo, ln net.Listener, log *slog.Logger) (stop func(), err error) {
+	tlsClient, err := web.ClientTLS(info.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	jwks, err := jwtverify.NewRemoteJWKS(info.Issuer+"/jwks", jwtverify.RemoteOptions{
+		HTTPClient: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsClient}},
+		Logger:     log.With("component", "demo-api"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	api, err := demoapi.New(demoapi.Options{Issuer: info.Issuer, Audience: []string{demoAudience}, Keys: jwks, Logger: log.With("component", "demo-api")})
+	if err != nil {
+		jwks.Close()
+		return nil, err
+	}
+	tlsServer, err := web.ServerTLS(filepath.Join(dir, "upstream.pem"), filepath.Join(dir, "upstream-key.pem"), "")
+	if err != nil {
+		jwks.Close()
+		return nil, err
+	}
+	srv := web.NewServer(web.ServerOptions{Handler: api.Handler(), TLS: tlsServer, Logger: log.With("component", "demo-api")})
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := web.Serve(ctx, srv, ln, 5*time.Second); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("demo API stopped", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done; jwks.Close() }, nil
 }
