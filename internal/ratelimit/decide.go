@@ -11,43 +11,61 @@ import "time"
 //
 // The Redis Lua script repeats admits() and consume() exactly; keep them in step.
 
-// params are a limit in the backends' unit, microseconds.
-type params struct {
-	interval  int64 // Per/Rate
-	tolerance int64 // Burst × interval: how far TAT may run ahead of now
-	quota     int64 // a quota's size
-	end       int64 // a quota's period end, Unix µs (exclusive)
+// Spec is a limit in the backends' unit, microseconds: what a shared backend's script
+// needs. Build it with SpecOf.
+type Spec struct {
+	Quota     bool
+	Interval  int64     // rate: Per/Rate
+	Tolerance int64     // rate: Burst × Interval, how far TAT may run ahead of now
+	Size      int64     // quota: requests per period
+	Start     time.Time // quota: the current period [Start, End) in UTC
+	End       time.Time
+	end       int64 // End in Unix µs
 }
 
-func paramsOf(l Limit, now time.Time) params {
+// SpecOf is l at now.
+func SpecOf(l Limit, now time.Time) Spec {
 	if l.IsQuota() {
-		_, end := l.Period.Bounds(now)
-		return params{quota: int64(l.Rate), end: end.UnixMicro()}
+		start, end := l.Period.Bounds(now)
+		return Spec{Quota: true, Size: int64(l.Rate), Start: start, End: end, end: end.UnixMicro()}
 	}
 	iv := l.interval().Microseconds()
-	return params{interval: iv, tolerance: iv * int64(l.Burst)}
+	return Spec{Interval: iv, Tolerance: iv * int64(l.Burst)}
+}
+
+// Decide computes the result of one request from the states its checks had before it
+// (0 for an absent key), as every backend does; allowed says whether the backend admitted
+// it (and so consumed from every check).
+func Decide(checks []Check, states []int64, allowed bool, now time.Time) Result {
+	nowUS := now.UnixMicro()
+	res := Result{Allowed: allowed, Decisions: make([]Decision, len(checks))}
+	for i, c := range checks {
+		p := SpecOf(c.Limit, now)
+		res.Decisions[i] = p.decision(c, states[i], nowUS, p.admits(states[i], nowUS), allowed)
+	}
+	return res
 }
 
 // admits reports whether one more request fits, given the stored state (0 when absent).
-func (p params) admits(quota bool, state, now int64) bool {
-	if quota {
-		return state < p.quota
+func (p Spec) admits(state, now int64) bool {
+	if p.Quota {
+		return state < p.Size
 	}
 	tat := max(state, now)
-	return tat+p.interval-p.tolerance <= now
+	return tat+p.Interval-p.Tolerance <= now
 }
 
 // consume returns the state after admitting one request.
-func (p params) consume(quota bool, state, now int64) int64 {
-	if quota {
+func (p Spec) consume(state, now int64) int64 {
+	if p.Quota {
 		return state + 1
 	}
-	return max(state, now) + p.interval
+	return max(state, now) + p.Interval
 }
 
 // expiry is when the state stops mattering (Unix µs): afterwards it equals absence.
-func (p params) expiry(quota bool, state int64) int64 {
-	if quota {
+func (p Spec) expiry(state int64) int64 {
+	if p.Quota {
 		return p.end
 	}
 	return state
@@ -55,14 +73,14 @@ func (p params) expiry(quota bool, state int64) int64 {
 
 // decision describes a check given the state before the request and whether the request was
 // admitted (and so consumed from this check).
-func (p params) decision(c Check, state, now int64, allowed, consumed bool) Decision {
+func (p Spec) decision(c Check, state, now int64, allowed, consumed bool) Decision {
 	d := Decision{Limit: c.Limit, Allowed: allowed}
-	if c.Limit.IsQuota() {
+	if p.Quota {
 		used := state
 		if consumed {
 			used++
 		}
-		d.Remaining = int(max(p.quota-used, 0))
+		d.Remaining = int(max(p.Size-used, 0))
 		d.ResetAfter = usec(p.end - now)
 		if !allowed {
 			d.RetryAfter = d.ResetAfter
@@ -71,13 +89,13 @@ func (p params) decision(c Check, state, now int64, allowed, consumed bool) Deci
 	}
 	tat := max(state, now)
 	if consumed {
-		tat += p.interval
+		tat += p.Interval
 	}
 	// What is left: how many intervals fit between the bucket's floor and now.
-	d.Remaining = int(max((now-(tat-p.tolerance))/p.interval, 0))
+	d.Remaining = int(max((now-(tat-p.Tolerance))/p.Interval, 0))
 	d.ResetAfter = usec(tat - now)
 	if !allowed {
-		d.RetryAfter = usec(tat + p.interval - p.tolerance - now)
+		d.RetryAfter = usec(tat + p.Interval - p.Tolerance - now)
 	}
 	return d
 }

@@ -74,7 +74,7 @@ func (m *Memory) Allow(_ context.Context, checks []Check, now time.Time) (Result
 	var buf [MaxChecks]struct {
 		k     memKey
 		shard int
-		p     params
+		p     Spec
 		state int64
 	}
 	items := buf[:len(checks)]
@@ -84,7 +84,7 @@ func (m *Memory) Allow(_ context.Context, checks []Check, now time.Time) (Result
 		it := &items[i]
 		it.k = memKey{name: c.Limit.Name, key: StorageKey(c.Key)}
 		it.shard = int(maphash.Comparable(m.seed, it.k) % memShards)
-		it.p = paramsOf(c.Limit, now)
+		it.p = SpecOf(c.Limit, now)
 		if !slices.Contains(locks, it.shard) {
 			locks = append(locks, it.shard)
 		}
@@ -96,24 +96,22 @@ func (m *Memory) Allow(_ context.Context, checks []Check, now time.Time) (Result
 		m.shards[s].mu.Lock()
 	}
 	allowed := true
-	for i, c := range checks {
+	for i := range checks {
 		it := &items[i]
 		if e, ok := m.shards[it.shard].m[it.k]; ok && e.expiry > nowUS {
 			it.state = e.state
 		}
-		if !it.p.admits(c.Limit.IsQuota(), it.state, nowUS) {
+		if !it.p.admits(it.state, nowUS) {
 			allowed = false
 		}
 	}
 	res := Result{Allowed: allowed, Decisions: make([]Decision, len(checks))}
 	for i, c := range checks {
 		it := &items[i]
-		q := c.Limit.IsQuota()
-		ok := it.p.admits(q, it.state, nowUS)
-		res.Decisions[i] = it.p.decision(c, it.state, nowUS, ok, allowed)
+		res.Decisions[i] = it.p.decision(c, it.state, nowUS, it.p.admits(it.state, nowUS), allowed)
 		if allowed {
-			st := it.p.consume(q, it.state, nowUS)
-			m.putLocked(it.shard, it.k, memEntry{state: st, expiry: it.p.expiry(q, st)}, nowUS)
+			st := it.p.consume(it.state, nowUS)
+			m.putLocked(it.shard, it.k, memEntry{state: st, expiry: it.p.expiry(st)}, nowUS)
 		}
 	}
 	for _, s := range locks {
