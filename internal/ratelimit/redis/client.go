@@ -23,6 +23,8 @@ const (
 type Client interface {
 	goredis.Scripter
 	Ping(ctx context.Context) *goredis.StatusCmd
+	Get(ctx context.Context, key string) *goredis.StringCmd
+	Del(ctx context.Context, keys ...string) *goredis.IntCmd
 }
 
 // NewClient opens a client for url (redis://[user:password@]host:port/db or rediss://) with

@@ -156,3 +156,5 @@ func clientVia(t testing.TB, base *goredis.Client, addr string) *goredis.Client 
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
