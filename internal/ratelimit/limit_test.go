@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -230,4 +231,23 @@ func TestPeriodBounds(t *testing.T) {
 			t.Errorf("%s bounds (-want +got):\n%s", c.p, diff)
 		}
 	}
+}
+
+// FuzzParseQuota: no panic; whatever parses validates and round trips.
+func FuzzParseQuota(f *testing.F) {
+	for _, s := range []string{"10000/day", "300000/month", "1/d", "0/day", "1/week"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, p, err := ratelimit.ParseQuota(s)
+		if err != nil {
+			return
+		}
+		if _, err := ratelimit.NewQuota("f", n, p); err != nil {
+			t.Fatalf("ParseQuota(%q) = %d, %s, which does not validate: %v", s, n, p, err)
+		}
+		if back := fmt.Sprintf("%d/%s", n, p); back != s {
+			t.Fatalf("%q does not round trip: %q", s, back)
+		}
+	})
 }
