@@ -152,8 +152,8 @@ func (l Limit) interval() time.Duration {
 	if l.Rate <= 0 {
 		return time.Microsecond
 	}
-	iv := (l.Per / time.Duration(l.Rate)).Truncate(time.Microsecond)
-	return max(iv, time.Microsecond)
+	us := int64(l.Per/time.Microsecond) / int64(l.Rate)
+	return time.Duration(max(us, 1)) * time.Microsecond
 }
 
 // String renders l the way configuration writes it: "100/s burst 50", "10000/day".

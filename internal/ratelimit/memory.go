@@ -45,6 +45,13 @@ type memShard struct {
 
 type memKey struct{ name, key string }
 
+type memItem struct {
+	k     memKey
+	shard int
+	p     Spec
+	state int64
+}
+
 type memEntry struct {
 	state  int64 // TAT (rate) or count (quota)
 	expiry int64 // Unix µs after which the entry equals absence
@@ -71,13 +78,13 @@ func (m *Memory) Allow(_ context.Context, checks []Check, now time.Time) (Result
 		return Result{}, err
 	}
 	nowUS := now.UnixMicro()
-	var buf [MaxChecks]struct {
-		k     memKey
-		shard int
-		p     Spec
-		state int64
+	// Most requests have one to four checks: keep their state on the stack.
+	var buf [4]memItem
+	items := buf[:0]
+	if len(checks) > len(buf) {
+		items = make([]memItem, 0, len(checks))
 	}
-	items := buf[:len(checks)]
+	items = items[:len(checks)]
 	var lockBuf [MaxChecks]int
 	locks := lockBuf[:0]
 	for i, c := range checks {
