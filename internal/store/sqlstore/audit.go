@@ -46,28 +46,25 @@ func (db *DB) AppendAudit(ctx context.Context, events ...store.AuditEvent) error
 		args = append(args, micros(e.Time), clip(clean(e.Type)), clean(e.Outcome), clip(clean(e.ClientID)),
 			clean(e.Subject), clean(e.RequestID), clean(e.RemoteIP), clean(e.Reason), details)
 	}
-	if len(events) == 1 {
-		ctx, cancel := db.ctx(ctx)
-		defer cancel()
-		_, err := db.st.appendAudit.ExecContext(ctx, args...)
-		return db.wrap("append audit", err)
-	}
-	insert := func(ctx context.Context, x execer, args []any) error {
-		n := len(args) / auditArgs
-		q := `INSERT INTO audit_events (` + auditInsertCols + `) VALUES ` +
-			strings.TrimSuffix(strings.Repeat(auditRow+", ", n), ", ")
-		_, err := x.ExecContext(ctx, db.d.rebind(q), args...)
-		return err
+	multi := func(n int) string {
+		return db.d.rebind(`INSERT INTO audit_events (` + auditInsertCols + `) VALUES ` +
+			strings.TrimSuffix(strings.Repeat(auditRow+", ", n), ", "))
 	}
 	if len(events) <= auditChunk {
 		ctx, cancel := db.ctx(ctx)
 		defer cancel()
-		return db.wrap("append audit", insert(ctx, db.w, args))
+		var err error
+		if len(events) == 1 {
+			_, err = db.write(ctx, db.st.appendAudit, "", args...)
+		} else {
+			_, err = db.write(ctx, nil, multi(len(events)), args...)
+		}
+		return db.wrap("append audit", err)
 	}
 	return db.tx(ctx, "append audit", func(ctx context.Context, tx *sql.Tx) error {
 		for len(args) > 0 {
 			n := min(len(args), auditChunk*auditArgs)
-			if err := insert(ctx, tx, args[:n]); err != nil {
+			if _, err := tx.ExecContext(ctx, multi(n/auditArgs), args[:n]...); err != nil {
 				return err
 			}
 			args = args[n:]

@@ -57,6 +57,25 @@ func BenchmarkCreateToken(b *testing.B) {
 	})
 }
 
+// BenchmarkCreateTokenParallel is issuance under load: 8×GOMAXPROCS writers at once, which
+// SQLite's group commit coalesces.
+func BenchmarkCreateTokenParallel(b *testing.B) {
+	benchStores(b, func(b *testing.B, db *sqlstore.DB) {
+		var n atomic.Int64
+		b.SetParallelism(8)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := db.CreateToken(b.Context(), benchToken(n.Add(1))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
 // seedTokens stores n tokens for the lookup benchmarks.
 func seedTokens(b *testing.B, db *sqlstore.DB, n int64) {
 	b.Helper()

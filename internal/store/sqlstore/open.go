@@ -57,6 +57,11 @@ type DB struct {
 	log     *slog.Logger
 	st      stmts
 
+	// SQLite group commit (batch.go); nil on PostgreSQL.
+	wq          chan *writeReq
+	quit        chan struct{}
+	batcherDone chan struct{}
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -162,6 +167,7 @@ func (db *DB) connectSQLite(ctx context.Context, o Options) error {
 	if err := db.ping(ctx, w); err != nil { // creates the file and switches it to WAL
 		return fmt.Errorf("sqlstore: open sqlite: %w", err)
 	}
+	db.startBatcher()
 	if mem {
 		db.r = w // a private in-memory database exists only on its one connection
 		return nil
@@ -262,6 +268,10 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closed.Store(true)
+		if db.quit != nil {
+			close(db.quit)
+			<-db.batcherDone // the batch in progress finishes first
+		}
 		errs := []error{db.st.close()}
 		if db.r != nil && db.r != db.w {
 			errs = append(errs, db.r.Close())

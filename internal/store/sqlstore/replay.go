@@ -23,11 +23,7 @@ func (db *DB) MarkUsed(ctx context.Context, key string, expires time.Time) (bool
 	}
 	ctx, cancel := db.ctx(ctx)
 	defer cancel()
-	res, err := db.st.markUsed.ExecContext(ctx, key, micros(expires), micros(db.now()))
-	if err != nil {
-		return false, db.wrap("mark used", err)
-	}
-	n, err := res.RowsAffected()
+	n, err := db.write(ctx, db.st.markUsed, "", key, micros(expires), micros(db.now()))
 	if err != nil {
 		return false, db.wrap("mark used", err)
 	}

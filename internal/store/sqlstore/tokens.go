@@ -99,7 +99,7 @@ func (db *DB) CreateToken(ctx context.Context, t store.Token) error {
 	}
 	ctx, cancel := db.ctx(ctx)
 	defer cancel()
-	_, err = db.st.createToken.ExecContext(ctx, args...)
+	_, err = db.write(ctx, db.st.createToken, "", args...)
 	return db.wrap("create token", err)
 }
 
