@@ -15,9 +15,11 @@
 // SQLite runs in WAL mode with one writer connection (every write and every write transaction,
 // BEGIN IMMEDIATE) and a separate query-only reader pool, so readers never wait for a writer
 // and never see SQLITE_BUSY. The hot single-statement writes (tokens, audit events, replay
-// keys) that arrive together share one transaction (group commit, batch.go). PostgreSQL runs at READ COMMITTED; the operations whose
-// contract demands serialisation take a row lock (SELECT ... FOR UPDATE), an advisory
-// transaction lock, or are a single conditional statement.
+// keys) that arrive together share one transaction (group commit, batch.go).
+//
+// PostgreSQL runs at READ COMMITTED; the operations whose contract demands serialisation
+// take a row lock (SELECT ... FOR UPDATE), an advisory transaction lock, or are a single
+// conditional statement.
 //
 // Replay keys and ephemeral values are judged expired by Options.Now; expired rows are
 // ignored by every read and removed by PurgeExpired, which the application schedules (the
