@@ -29,7 +29,9 @@ func (f FailoverWindow) Add(ctx context.Context, key, member string, w time.Dura
 		if err == nil || ctx.Err() != nil {
 			return n, err
 		}
-		f.Health.Fail(err, now)
+		if !errors.Is(err, ratelimit.ErrBusy) {
+			f.Health.Fail(err, now)
+		}
 	} else {
 		f.Health.MaybeProbe(now)
 	}
@@ -56,7 +58,9 @@ func (f FailoverBlockList) Block(ctx context.Context, subject string, until time
 		if err == nil || ctx.Err() != nil {
 			return created, err
 		}
-		f.Health.Fail(err, now)
+		if !errors.Is(err, ratelimit.ErrBusy) {
+			f.Health.Fail(err, now)
+		}
 	} else {
 		f.Health.MaybeProbe(now)
 	}
@@ -70,7 +74,9 @@ func (f FailoverBlockList) Blocked(ctx context.Context, subject string, now time
 		if err == nil || ctx.Err() != nil {
 			return b, ok, err
 		}
-		f.Health.Fail(err, now)
+		if !errors.Is(err, ratelimit.ErrBusy) {
+			f.Health.Fail(err, now)
+		}
 	} else {
 		f.Health.MaybeProbe(now)
 	}

@@ -237,7 +237,9 @@ func (f *Failover) Allow(ctx context.Context, checks []Check, now time.Time) (Re
 		if ctx.Err() != nil {
 			return Result{}, err // the caller gave up; says nothing about the backend
 		}
-		f.health.Fail(err, now)
+		if !errors.Is(err, ErrBusy) {
+			f.health.Fail(err, now)
+		}
 		cause = err
 	} else {
 		f.health.MaybeProbe(now)

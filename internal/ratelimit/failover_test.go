@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -177,4 +178,25 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not found", name)
 	return 0
+}
+
+// busy fails with ErrBusy: the backend is fine, this process ran out of connections.
+type busy struct{ flaky }
+
+func (b *busy) Allow(context.Context, []ratelimit.Check, time.Time) (ratelimit.Result, error) {
+	return ratelimit.Result{}, fmt.Errorf("redis limiter: %w: connection pool timeout", ratelimit.ErrBusy)
+}
+
+func TestFailoverBusyIsNotAnOutage(t *testing.T) {
+	shared := &busy{flaky{Memory: ratelimit.NewMemory(0)}}
+	h, _ := ratelimit.NewHealth(shared.Ping, ratelimit.HealthOptions{})
+	f, _ := ratelimit.NewFailover(shared, ratelimit.NewMemory(0), ratelimit.FailLocal, h, nil)
+	l := mustRate(t, "f", 1, time.Hour, 2)
+	res, err := f.Allow(t.Context(), []ratelimit.Check{{Limit: l, Key: "k"}}, t0)
+	if err != nil || !res.Local || !res.Allowed {
+		t.Fatalf("busy backend, fail local: %+v %v", res, err)
+	}
+	if !h.Up() {
+		t.Fatal("a busy pool marked the backend down for everyone")
+	}
 }

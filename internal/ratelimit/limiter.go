@@ -94,6 +94,11 @@ func Allow(ctx context.Context, lim Limiter, l Limit, key string, now time.Time)
 // fails closed: answer 503.
 var ErrUnavailable = errors.New("rate limit backend unavailable")
 
+// ErrBusy marks an error of a shared backend that is overloaded locally (no free
+// connection within the timeout) rather than unreachable: a Failover applies its fail mode
+// to that request without marking the backend down for everyone.
+var ErrBusy = errors.New("rate limit backend busy")
+
 // MaxChecks bounds the checks of one request.
 const MaxChecks = 16
 

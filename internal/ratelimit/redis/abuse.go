@@ -70,7 +70,7 @@ func (w *Windows) Add(ctx context.Context, key, member string, win time.Duration
 		strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(win.Microseconds(), 10),
 		strconv.Itoa(limit), member, strconv.FormatInt(ttl.Milliseconds(), 10)).Int()
 	if err != nil {
-		return 0, fmt.Errorf("redis window: %w", err)
+		return 0, fmt.Errorf("redis window: %w", busy(err))
 	}
 	return n, nil
 }
@@ -128,7 +128,7 @@ func (b *BlockList) Block(ctx context.Context, subject string, until time.Time, 
 	r, err := blockScript.Run(ctx, b.c, []string{b.prefix + subject}, u, u+" "+reason,
 		strconv.FormatInt(max(ttl.Milliseconds(), 1), 10), strconv.FormatInt(now.UnixMicro(), 10)).Int()
 	if err != nil {
-		return false, fmt.Errorf("redis block list: %w", err)
+		return false, fmt.Errorf("redis block list: %w", busy(err))
 	}
 	return r == 1, nil
 }
@@ -145,7 +145,7 @@ func (b *BlockList) Blocked(ctx context.Context, subject string, now time.Time) 
 		return abuse.Block{}, false, nil
 	}
 	if err != nil {
-		return abuse.Block{}, false, fmt.Errorf("redis block list: %w", err)
+		return abuse.Block{}, false, fmt.Errorf("redis block list: %w", busy(err))
 	}
 	us, reason, _ := strings.Cut(v, " ")
 	u, err := strconv.ParseInt(us, 10, 64)

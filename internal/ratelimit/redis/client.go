@@ -8,6 +8,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/portcullis/portcullis/internal/ratelimit"
 )
 
 // Defaults for NewClient and Options.
@@ -78,4 +80,13 @@ func ping(ctx context.Context, c Client, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return c.Ping(ctx).Err()
+}
+
+// busy marks a pool timeout with ratelimit.ErrBusy: this process is short of connections,
+// Redis itself may be fine.
+func busy(err error) error {
+	if errors.Is(err, goredis.ErrPoolTimeout) {
+		return fmt.Errorf("%w: %w", ratelimit.ErrBusy, err)
+	}
+	return err
 }

@@ -104,7 +104,7 @@ func (l *Limiter) Allow(ctx context.Context, checks []ratelimit.Check, now time.
 	defer cancel()
 	v, err := allowScript.Run(ctx, l.c, keys, args...).Int64Slice()
 	if err != nil {
-		return ratelimit.Result{}, fmt.Errorf("redis limiter: %w", err)
+		return ratelimit.Result{}, fmt.Errorf("redis limiter: %w", busy(err))
 	}
 	if len(v) != len(checks)+1 {
 		return ratelimit.Result{}, fmt.Errorf("redis limiter: script returned %d values for %d checks", len(v), len(checks))
