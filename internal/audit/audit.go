@@ -29,6 +29,10 @@ type Recorder struct {
 	ch     chan store.AuditEvent
 	done   chan struct{}
 	closed sync.Once
+	// mu guards ch against Close: Record sends under the read lock, Close closes ch under the
+	// write lock, so a handler that outlives shutdown logs its event instead of panicking.
+	mu       sync.RWMutex
+	isClosed bool
 }
 
 // NewRecorder starts the background writer.
@@ -46,6 +50,12 @@ func (r *Recorder) Record(ctx context.Context, e store.AuditEvent) {
 	r.log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("type", e.Type), slog.String("outcome", e.Outcome),
 		slog.String("client_id", e.ClientID), slog.String("sub", e.Subject), slog.String("request_id", e.RequestID),
 		slog.String("remote", e.RemoteIP), slog.String("reason", e.Reason), slog.Any("details", e.Details))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.isClosed {
+		r.log.Error("audit recorder closed: event not stored", "type", e.Type, "request_id", e.RequestID)
+		return
+	}
 	select {
 	case r.ch <- e:
 		return
@@ -95,8 +105,14 @@ func (r *Recorder) run() {
 	flush()
 }
 
-// Close stores every queued event and stops the writer. Record must not be called after.
+// Close stores every queued event and stops the writer. An event recorded after Close is
+// logged as not stored.
 func (r *Recorder) Close() {
-	r.closed.Do(func() { close(r.ch) })
+	r.closed.Do(func() {
+		r.mu.Lock()
+		r.isClosed = true
+		close(r.ch)
+		r.mu.Unlock()
+	})
 	<-r.done
 }

@@ -164,3 +164,38 @@ func TestFullBufferDoesNotBlockForever(t *testing.T) {
 		t.Errorf("%d events stored, want 2", got)
 	}
 }
+
+// TestRecordAfterClose: a handler that outlived shutdown may still record; that must not
+// panic (send on a closed channel) but log the event as not stored.
+func TestRecordAfterClose(t *testing.T) {
+	st := &memAudit{}
+	var logs syncBuffer
+	r := NewRecorder(st, slog.New(slog.NewJSONHandler(&logs, nil)))
+	r.Close()
+	r.Record(t.Context(), store.AuditEvent{Type: "late", RequestID: "late-one"})
+	if !strings.Contains(logs.String(), "late-one") || !strings.Contains(logs.String(), "not stored") {
+		t.Errorf("late event not logged as not stored:\n%s", logs.String())
+	}
+	if n := len(st.all()); n != 0 {
+		t.Errorf("%d events stored after Close", n)
+	}
+}
+
+// TestRecordConcurrentWithClose: Record and Close racing never panic.
+func TestRecordConcurrentWithClose(t *testing.T) {
+	for range 50 {
+		r := NewRecorder(&memAudit{}, slog.New(slog.DiscardHandler))
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 20 {
+					r.Record(context.Background(), store.AuditEvent{Type: "x"})
+				}
+			}()
+		}
+		r.Close()
+		wg.Wait()
+	}
+}
