@@ -144,6 +144,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	<-ctx.Done()
 	a.log.Info("shutting down")
 	wg.Wait()
+	// Shutdown gave in-flight requests Grace to finish; cut any that outlived it, so no
+	// handler still runs when the deferred close shuts the audit trail and the store.
+	for _, s := range servers {
+		_ = s.srv.Close()
+	}
 	select {
 	case err := <-errc:
 		return err
