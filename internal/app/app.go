@@ -134,6 +134,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.keys.Run(ctx, 30*time.Second) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.janitor(ctx, 5*time.Minute) }()
 	if o.Reload != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.watchReloads(ctx, o.Reload) }()
@@ -342,6 +344,31 @@ func (a *App) adminHandler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return web.WithRequestID(web.Recover(a.log, mux))
+}
+
+// janitor reclaims space every interval: token records a day past their expiry (kept that long
+// for investigations), and expired replay keys and ephemeral values.
+func (a *App) janitor(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, err := a.store.DeleteExpiredTokens(ctx, now.Add(-24*time.Hour))
+			if err == nil {
+				var m int
+				m, err = a.store.PurgeExpired(ctx, now)
+				n += m
+			}
+			if err != nil && ctx.Err() == nil {
+				a.log.Warn("cleanup of expired records failed", "err", err)
+			} else if n > 0 {
+				a.log.Debug("expired records removed", "count", n)
+			}
+		}
+	}
 }
 
 // ready reports why the process should not receive traffic, or nil.

@@ -1,8 +1,10 @@
 package issuer
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/events"
@@ -80,14 +82,26 @@ func (s *Server) revoke(r *http.Request, caller store.Client, tok string) (strin
 		}
 		return "", oauth.ServerError(err)
 	}
+	revoked := []string{hash}
 	if rec.Kind == store.KindRefresh && rec.FamilyID != "" {
-		if _, err := s.o.Store.RevokeFamily(ctx, rec.FamilyID, now); err != nil {
+		family, err := s.o.Store.RevokeFamily(ctx, rec.FamilyID, now)
+		if err != nil {
 			return "", oauth.ServerError(err)
 		}
+		revoked = append(revoked, family...)
 	}
-	if err := s.o.Events.Publish(ctx, events.Event{Kind: events.TokenRevoked, TokenHash: hash, At: now}); err != nil {
-		s.log.Warn("revocation not announced; caches expire it within their bound", "err", err)
-	}
+	s.announceRevoked(ctx, revoked, now)
 	s.recordAudit(r, store.AuditEvent{Type: "token.revoked", Outcome: audit.Success, ClientID: caller.ID, Subject: rec.Subject, Details: map[string]string{"kind": rec.Kind}})
 	return "revoked", nil
+}
+
+// announceRevoked tells every cache (gateways in this process, and other replicas through a
+// shared bus) that these tokens stopped working.
+func (s *Server) announceRevoked(ctx context.Context, hashes []string, now time.Time) {
+	for _, h := range hashes {
+		if err := s.o.Events.Publish(ctx, events.Event{Kind: events.TokenRevoked, TokenHash: h, At: now}); err != nil {
+			s.log.Warn("revocation not announced; caches expire it within their bound", "err", err)
+			return
+		}
+	}
 }

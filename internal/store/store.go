@@ -109,8 +109,9 @@ type TokenStore interface {
 	// RevokeToken marks the token revoked at at. Revoking an unknown token is ErrNotFound;
 	// revoking a revoked one keeps the first time and succeeds.
 	RevokeToken(ctx context.Context, hash string, at time.Time) error
-	// RevokeFamily revokes every token of a family and returns how many changed.
-	RevokeFamily(ctx context.Context, familyID string, at time.Time) (int, error)
+	// RevokeFamily revokes every unrevoked token of a family and returns their hashes, so
+	// caches holding any of them can be told.
+	RevokeFamily(ctx context.Context, familyID string, at time.Time) ([]string, error)
 	// ConsumeToken atomically marks an unused, unrevoked, unexpired token used at now and
 	// inserts the tokens that replace it (refresh rotation, code exchange). If it was already
 	// used or revoked, or has expired at now, nothing changes and the error is ErrConflict: of
@@ -241,6 +242,9 @@ type Store interface {
 	UserStore
 	ConsentStore
 	EphemeralStore
+	// PurgeExpired deletes replay keys and ephemeral values that expired before before and
+	// returns how many; they already read as absent, this only reclaims space.
+	PurgeExpired(ctx context.Context, before time.Time) (int, error)
 	// Ping reports whether the backend answers (readiness).
 	Ping(ctx context.Context) error
 	// Close releases connections; the store is unusable afterwards.

@@ -51,8 +51,8 @@ func (s *memTokens) GetToken(_ context.Context, hash string) (store.Token, error
 func (s *memTokens) RevokeToken(context.Context, string, time.Time) error {
 	return errors.ErrUnsupported
 }
-func (s *memTokens) RevokeFamily(context.Context, string, time.Time) (int, error) {
-	return 0, errors.ErrUnsupported
+func (s *memTokens) RevokeFamily(context.Context, string, time.Time) ([]string, error) {
+	return nil, errors.ErrUnsupported
 }
 func (s *memTokens) ConsumeToken(context.Context, string, time.Time, []store.Token) (store.Token, error) {
 	return store.Token{}, errors.ErrUnsupported

@@ -139,17 +139,35 @@ func (db *DB) RevokeToken(ctx context.Context, hash string, at time.Time) error 
 
 // RevokeFamily revokes every unrevoked token of familyID and returns how many it revoked.
 // An empty familyID is store.ErrInvalid: it would otherwise name every family-less token.
-func (db *DB) RevokeFamily(ctx context.Context, familyID string, at time.Time) (int, error) {
+func (db *DB) RevokeFamily(ctx context.Context, familyID string, at time.Time) ([]string, error) {
 	if err := checkKey("family id", familyID); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if at.IsZero() {
-		return 0, invalid("revoke family: zero time")
+		return nil, invalid("revoke family: zero time")
 	}
-	// family_id <> '' lets both planners use the partial index tokens_family.
-	n, err := db.exec(ctx, "revoke family", `UPDATE tokens SET revoked_at = ?
-		WHERE family_id = ? AND family_id <> '' AND revoked_at IS NULL`, micros(at), familyID)
-	return int(n), err
+	var hashes []string
+	err := db.tx(ctx, "revoke family", func(ctx context.Context, tx *sql.Tx) error {
+		// family_id <> '' lets both planners use the partial index tokens_family.
+		rows, err := tx.QueryContext(ctx, db.d.rebind(`UPDATE tokens SET revoked_at = ?
+			WHERE family_id = ? AND family_id <> '' AND revoked_at IS NULL RETURNING hash`), micros(at), familyID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				return err
+			}
+			hashes = append(hashes, h)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return hashes, nil
 }
 
 // ConsumeToken marks the token used at now and inserts replacements, in one transaction. The
