@@ -31,8 +31,8 @@ func (db *DB) MarkUsed(ctx context.Context, key string, expires time.Time) (bool
 }
 
 // PurgeExpired deletes replay keys and ephemeral values that expired before before and
-// returns how many rows it deleted. The store.Store contract has no such method yet; the
-// application should call it periodically (expired rows are already ignored by every read).
+// returns how many rows it deleted. The application calls it periodically (expired rows are
+// already ignored by every read).
 func (db *DB) PurgeExpired(ctx context.Context, before time.Time) (int, error) {
 	if before.IsZero() {
 		return 0, invalid("purge expired: zero time")
