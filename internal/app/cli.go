@@ -448,6 +448,14 @@ func (e env) clients(args []string) int {
 		fmt.Fprintf(e.stderr, "portcullis clients add: %v\n", err)
 		return ExitUsage
 	}
+	// The store may not hold the config file's clients yet (they sync when the server
+	// starts): a CLI client under one of their ids would stop the server from starting.
+	for _, c := range cfg.Issuer.Clients {
+		if c.ID == cc.ID {
+			fmt.Fprintf(e.stderr, "portcullis clients add: a client %q is defined in the config file\n", cc.ID)
+			return ExitUsage
+		}
+	}
 	now := time.Now().UTC()
 	err = db.CreateClient(e.ctx, store.Client{
 		ID: cc.ID, Owner: cc.Owner, Source: "cli", SecretHash: cc.SecretHash, AuthMethod: cc.AuthMethod,
