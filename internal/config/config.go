@@ -23,6 +23,10 @@ type Config struct {
 
 	// Dir is the directory relative paths in the file are resolved against (not in YAML).
 	Dir string `yaml:"-"`
+
+	// lines maps each path the loaded file sets to its line; Default uses it to tell an
+	// explicit zero (rotate_every: 0 turns scheduled rotation off) from an absent key.
+	lines map[string]int
 }
 
 // Issuer configures the central OAuth server.
@@ -199,6 +203,7 @@ func Parse(data []byte, dir string, lookup func(string) (string, bool)) (*Config
 		}
 	}
 	c.Dir = dir
+	c.lines = lines
 	c.Default()
 	if err := c.Validate(); err != nil {
 		var vs Problems

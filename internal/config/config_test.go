@@ -459,3 +459,31 @@ func FuzzParse(f *testing.F) {
 		_ = c.Warnings()
 	})
 }
+
+// TestRotateEveryZeroTurnsRotationOff: "rotate_every: 0" in the file means rotation by
+// command only (and is warned about); an absent key gets the default.
+func TestRotateEveryZeroTurnsRotationOff(t *testing.T) {
+	off := strings.Replace(validIssuerYAML, "rotate_every: 720h", "rotate_every: 0s", 1)
+	c, err := Parse([]byte(off), issuerDir(t), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuer.Keys.RotateEvery != 0 {
+		t.Fatalf("rotate_every: 0s became %v", c.Issuer.Keys.RotateEvery)
+	}
+	c.Default()
+	if c.Issuer.Keys.RotateEvery != 0 {
+		t.Fatalf("a second Default turned rotation back on: %v", c.Issuer.Keys.RotateEvery)
+	}
+	if ws := c.Warnings(); len(ws) != 1 || ws[0].Path != "issuer.keys.rotate_every" {
+		t.Errorf("warnings = %v", ws)
+	}
+	absent := strings.Replace(validIssuerYAML, "rotate_every: 720h, ", "", 1)
+	c, err = Parse([]byte(absent), issuerDir(t), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuer.Keys.RotateEvery != DefaultRotateEvery {
+		t.Errorf("absent rotate_every = %v, want the default", c.Issuer.Keys.RotateEvery)
+	}
+}

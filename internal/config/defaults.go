@@ -41,19 +41,25 @@ func (c *Config) Default() {
 		c.Log.Format = "json"
 	}
 	if c.Issuer != nil {
-		c.Issuer.defaults()
+		c.Issuer.defaults(c)
 	}
 	if c.Gateway != nil {
 		c.Gateway.defaults(c)
 	}
 }
 
-func (is *Issuer) defaults() {
+// inFile reports whether the loaded file sets path, so an explicit zero keeps its meaning.
+func (c *Config) inFile(path string) bool {
+	_, ok := c.lines[path]
+	return ok
+}
+
+func (is *Issuer) defaults(c *Config) {
 	k := &is.Keys
 	if k.Algorithm == "" {
 		k.Algorithm = "ES256"
 	}
-	if k.RotateEvery == 0 {
+	if k.RotateEvery == 0 && !c.inFile("issuer.keys.rotate_every") { // 0 in the file: by command only
 		k.RotateEvery = DefaultRotateEvery
 	}
 	if k.PublishAhead == 0 {
