@@ -38,7 +38,7 @@ func SpecOf(l Limit, now time.Time) Spec {
 // it (and so consumed from every check).
 func Decide(checks []Check, states []int64, allowed bool, now time.Time) Result {
 	nowUS := now.UnixMicro()
-	res := Result{Allowed: allowed, Decisions: make([]Decision, len(checks))}
+	res := Result{Allowed: allowed, Decisions: make([]Decision, len(checks)), At: now}
 	for i, c := range checks {
 		p := SpecOf(c.Limit, now)
 		res.Decisions[i] = p.decision(c, states[i], nowUS, p.admits(states[i], nowUS), allowed)

@@ -55,6 +55,9 @@ type Result struct {
 	// Local reports that a Failover made the decision with its local limiter because the
 	// shared backend was unreachable.
 	Local bool
+	// At is the instant the rate limits were decided at: the caller's now, or the shared
+	// backend's clock (ratelimit/redis decides at Redis's).
+	At time.Time
 }
 
 // RetryAfter is how long the caller should wait: the longest RetryAfter among the checks

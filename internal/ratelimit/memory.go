@@ -112,7 +112,7 @@ func (m *Memory) Allow(_ context.Context, checks []Check, now time.Time) (Result
 			allowed = false
 		}
 	}
-	res := Result{Allowed: allowed, Decisions: make([]Decision, len(checks))}
+	res := Result{Allowed: allowed, Decisions: make([]Decision, len(checks)), At: now}
 	for i, c := range checks {
 		it := &items[i]
 		res.Decisions[i] = it.p.decision(c, it.state, nowUS, it.p.admits(it.state, nowUS), allowed)

@@ -60,6 +60,10 @@ type Options struct {
 	// ExpiryMargin is added to every key's expiry (default 1s), so a key never expires in
 	// Redis before the caller's clock says its state stopped mattering.
 	ExpiryMargin time.Duration
+	// CallerClock makes the Limiter decide rate limits at the now its caller passes rather
+	// than at Redis's clock: for tests on a fake clock. The abuse stores always use the
+	// caller's now (their windows are minutes long; a few milliseconds do not matter).
+	CallerClock bool
 }
 
 func (o Options) withDefaults() Options {

@@ -3,11 +3,12 @@
 // (BlockList) and the sliding windows of the abuse detectors (Windows).
 //
 // Every decision is one Lua script run (EVALSHA): read, decide and write happen atomically
-// in Redis, so concurrent replicas never race a read-modify-write. The caller's clock is
-// passed to the script (Redis's own clock is not used), which keeps the semantics identical
-// to the in-memory backends and testable with a fake clock; replicas need synchronised
-// clocks (NTP): a replica ahead by δ can let a burst through up to δ earlier, never more
-// than the limit over time.
+// in Redis, so concurrent replicas never race a read-modify-write. The Limiter decides rate
+// limits at Redis's clock, which every replica shares, so clock skew and queueing between a
+// replica and Redis change nothing; quotas take their calendar period, and the abuse stores
+// their time, from the caller's now (replicas need NTP-synchronised clocks, to the second).
+// The arithmetic is the in-memory backends', so both agree exactly (Options.CallerClock lets
+// the conformance suite run against Redis on a fake clock).
 //
 // All keys live under one prefix (Options.Prefix) and carry an expiry, so Redis never holds
 // state that has stopped mattering. A request's keys are used together by one script, which

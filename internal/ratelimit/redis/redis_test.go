@@ -36,16 +36,16 @@ func testRedis(t testing.TB) *goredis.Client {
 	return c
 }
 
-// testOptions gives a test its own key prefix and deletes its keys when it ends. The expiry
-// margin is long because tests run on a fake clock: keys must not expire in real time
-// before the fake clock is done with them.
+// testOptions gives a test its own key prefix and deletes its keys when it ends. Tests run
+// on a fake clock: the limiter decides at the caller's now, and the expiry margin is long so
+// that keys do not expire in real time before the fake clock is done with them.
 func testOptions(t testing.TB, c *goredis.Client) redis.Options {
 	t.Helper()
 	b := make([]byte, 8)
 	rand.Read(b)
 	prefix := "portcullis-test:" + hex.EncodeToString(b) + ":"
 	t.Cleanup(func() { deletePrefix(t, c, prefix) })
-	return redis.Options{Prefix: prefix, Timeout: 2 * time.Second, ExpiryMargin: 5 * time.Minute}
+	return redis.Options{Prefix: prefix, Timeout: 2 * time.Second, ExpiryMargin: 5 * time.Minute, CallerClock: true}
 }
 
 func deletePrefix(t testing.TB, c *goredis.Client, prefix string) {
