@@ -141,20 +141,28 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 	}
 	defer conn.Close()
 	body := "grant_type=client_credentials&scope=orders%3Aread"
-	head := fmt.Sprintf("POST /token HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+	head := fmt.Sprintf("POST /token HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
 		u.Host, base64.StdEncoding.EncodeToString([]byte("acme-app:"+d.info.secret("acme-app"))), len(body))
-	if _, err := io.WriteString(conn, head+body[:10]); err != nil {
+	if _, err := io.WriteString(conn, head); err != nil {
 		t.Fatal(err)
 	}
-	// The server now waits for the rest of the body. Ask it to stop, and only then finish.
+	// net/http answers "100 Continue" when the handler starts reading the body: from then on
+	// the request is in flight.
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+		t.Fatalf("no 100 Continue: %q %v", line, err)
+	}
+	if blank, _ := r.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q", blank)
+	}
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.WriteString(conn, body[10:]); err != nil {
+	if _, err := io.WriteString(conn, body); err != nil {
 		t.Fatalf("the server closed the connection of an in-flight request: %v", err)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(r, nil)
 	if err != nil {
 		t.Fatalf("no response to the in-flight request: %v", err)
 	}
