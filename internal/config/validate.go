@@ -412,6 +412,9 @@ func (c *Config) Warnings() []Problem {
 			if r.Auth.Method == "public" {
 				ws.add(fmt.Sprintf("gateway.routes[%d].auth", i), "route %q is public: anyone may call it", r.Name)
 			}
+			if r.Auth.Method == "mtls" && len(r.Auth.AllowedSubjects) == 0 {
+				ws.add(fmt.Sprintf("gateway.routes[%d].auth.allowed_subjects", i), "route %q accepts every client certificate that gateway.tls.client_ca issued; list the subjects it serves", r.Name)
+			}
 		}
 	}
 	if a := c.Admin; a != nil && a.InsecureHTTP {
