@@ -1,7 +1,11 @@
 // Package gateway is the edge proxy: the only door from outside. Every request takes the same
 // path, deny by default:
 //
-//	normalise path (ambiguous → 400) → match host, path, method (404, 405 + Allow)
+//	Listener: TLS handshake; h2 → http.Server as is; HTTP/1.x (and plain HTTP) through a
+//	  strict framing validator that holds each head back until it has judged it
+//	→ refused framing (CL+TE, duplicate CL, obs-fold, TE other than chunked, bad chunk,
+//	  bare LF/CR, space before colon, ...) → 400 and the connection closed
+//	→ normalise path (ambiguous → 400) → match host, path, method (404, 405 + Allow)
 //	→ CORS preflight (answered here) → body limit (413)
 //	→ authenticate with the route's one method: oauth (opaque token → phantom JWT via
 //	  tokencheck), jwt (at+jwt verified locally), mtls (client certificate) or public;
@@ -14,7 +18,8 @@
 //
 // Refusals, all RFC 9457 problem+json with the request id and nothing about internals:
 //
-//	400  ambiguous or malformed path; on oauth/jwt routes a client certificate, two
+//	400  ambiguous HTTP/1.x framing (request smuggling; the connection is closed);
+//	     ambiguous or malformed path; on oauth/jwt routes a client certificate, two
 //	     Authorization headers or access_token in the URL (Bearer error="invalid_request");
 //	     on mtls routes any Authorization header
 //	401  oauth/jwt: no bearer token or another scheme (Bearer), a bad, unknown, expired or
@@ -24,6 +29,7 @@
 //	     mtls without an allowed client certificate, a refused CORS preflight
 //	404  no route; 405 no route for the method (Allow lists those that exist)
 //	413  body over the route's max_body, declared or streamed
+//	431  request head too large
 //	502  upstream failed; 503 the issuer cannot be consulted; 504 upstream timeout
 //
 // Routes are compiled once per configuration into an immutable table held by an atomic

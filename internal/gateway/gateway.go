@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,6 +62,7 @@ type Gateway struct {
 	retired  []*retirement // cleanups of replaced configurations, run late or at Close
 	closed   bool
 	noRoute  *routeMetrics
+	edge     edgeSettings // listener settings, fixed at New
 }
 
 // state is one compiled configuration. It is immutable once published.
@@ -109,6 +109,10 @@ func New(ctx context.Context, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.state.Store(st)
+	if g.edge, err = newEdgeSettings(opts.Config); err != nil {
+		_ = g.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	if opts.AccessLog != nil {
 		g.access = newAccessLog(opts.AccessLog)
 	}
@@ -224,28 +228,18 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
-// Server returns an *http.Server for the gateway's listener: TLS (with client certificates
-// requested when gateway.tls.client_ca is set), the configured timeouts and header limit,
-// HTTP/2 with a stream limit, and no built-in "OPTIONS *" answer. Run it with web.Serve.
+// Server returns the *http.Server of the gateway's listener: the configured timeouts and
+// header limit, HTTP/2 with a stream limit, no built-in "OPTIONS *" answer, and a handler
+// that refuses HTTP/1.x requests whose framing the connection's validator flagged. Serve it
+// on Listener(ln) only: its TLSConfig is nil because the listener performs the TLS
+// handshake (with client certificates requested when gateway.tls.client_ca is set), so
+// web.Serve does not wrap the listener again. An HTTP/1.x request that did not come through
+// Listener is refused with 500 rather than served unchecked.
 func (g *Gateway) Server() (*http.Server, error) {
-	cfg := g.state.Load().cfg
-	gw := cfg.Gateway
-	var tlsCfg *tls.Config
-	if !gw.InsecureHTTP {
-		ca := ""
-		if gw.TLS.ClientCA != "" {
-			ca = cfg.Path(gw.TLS.ClientCA)
-		}
-		var err error
-		if tlsCfg, err = web.ServerTLS(cfg.Path(gw.TLS.Cert), cfg.Path(gw.TLS.Key), ca); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
-	}
-	l := gw.Limits
+	l := g.state.Load().cfg.Gateway.Limits
 	srv := web.NewServer(web.ServerOptions{
-		Addr:    gw.Listen,
-		Handler: g,
-		TLS:     tlsCfg,
+		Addr:    g.state.Load().cfg.Gateway.Listen,
+		Handler: http.HandlerFunc(g.serveEdge),
 		Timeouts: web.Timeouts{
 			ReadHeader: l.ReadHeaderTimeout,
 			Read:       l.ReadTimeout,
@@ -261,6 +255,7 @@ func (g *Gateway) Server() (*http.Server, error) {
 	}
 	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: streams}
 	srv.DisableGeneralOptionsHandler = true // "OPTIONS *" reaches the gateway, which refuses it
+	srv.ConnContext = connContext
 	return srv, nil
 }
 

@@ -214,7 +214,7 @@ func (h *harness) start() {
 	}
 	h.addr = ln.Addr().String()
 	h.url = "https://" + h.addr
-	go func() { _ = srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	go func() { _ = srv.Serve(gw.Listener(ln)) }()
 	t.Cleanup(func() {
 		_ = srv.Close()
 		_ = gw.Close()

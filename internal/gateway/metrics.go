@@ -43,6 +43,9 @@ type metrics struct {
 	latency        *prometheus.HistogramVec // route
 	authFailures   *prometheus.CounterVec   // route, reason
 	upstreamErrors *prometheus.CounterVec   // route, kind
+
+	framing           [numFramingFlags]prometheus.Counter // requests refused for their framing, by reason
+	handshakeFailures prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -65,8 +68,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Failed upstream round trips, by route and kind.",
 		}, []string{"route", "kind"}),
 	}
+	framing := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_gateway_framing_refusals_total",
+		Help: "HTTP/1.x requests refused because their framing was ambiguous (request smuggling), by reason.",
+	}, []string{"reason"})
+	for f := framingFlag(1); f < numFramingFlags; f++ {
+		m.framing[f] = framing.WithLabelValues(f.String())
+	}
+	m.handshakeFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "portcullis_gateway_tls_handshake_failures_total",
+		Help: "Client connections whose TLS handshake failed or timed out.",
+	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.latency, m.authFailures, m.upstreamErrors} {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.authFailures, m.upstreamErrors, framing, m.handshakeFailures} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

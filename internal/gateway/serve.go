@@ -25,6 +25,7 @@ var (
 	valHTTPS      = []string{"https"}
 	valHTTP       = []string{"http"}
 	valRetryAfter = []string{"1"}
+	valClose      = []string{"close"}
 	challengeNone = []string{`Bearer`}
 	challengeBad  = []string{`Bearer error="invalid_token"`}
 	challengeReq  = []string{`Bearer error="invalid_request"`}
@@ -52,7 +53,10 @@ type reqState struct {
 	subject   string
 	clientID  string
 	reason    string
-	status    int // the status to report when no response was written (client gone)
+	status    int         // the status to report when no response was written (client gone)
+	standIn   bool        // the request stands in for a refused head: its method means nothing
+	conn      *framedConn // the validated HTTP/1.x connection (nil for HTTP/2)
+	connReq   int64       // the request's index on conn
 	buf       []byte
 }
 
@@ -101,12 +105,32 @@ func (w *recorder) Write(b []byte) (int, error) {
 // server's writer.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// ServeHTTP serves one request through the current configuration.
+// ServeHTTP serves one request through the current configuration. It does not see the
+// connection, so it cannot refuse ambiguous HTTP/1.x framing: the server that Server
+// returns, on Listener, does that before calling it.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.serveHTTP(w, r, false)
+}
+
+// serveEdge is the handler of the server that Server returns: requests that came through
+// Listener.
+func (g *Gateway) serveEdge(w http.ResponseWriter, r *http.Request) {
+	g.serveHTTP(w, r, true)
+}
+
+func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, edge bool) {
 	start := time.Now()
 	rs := reqStates.Get().(*reqState)
 	*rs = reqState{rec: recorder{ResponseWriter: w}, st: g.state.Load(), buf: rs.buf[:0]}
 	rs.id = web.NewRequestID()
+	var fc *framedConn
+	if edge {
+		fc, _ = r.Context().Value(connKey{}).(*framedConn)
+	}
+	r = r.WithContext(context.WithValue(web.ContextWithRequestID(r.Context(), rs.id), stateKey{}, rs))
+	if r.TLS == nil && fc != nil && fc.tls != nil {
+		r.TLS = fc.tls // the listener did the handshake; r is our own copy
+	}
 	h := w.Header()
 	h["X-Request-Id"] = []string{rs.id}
 	h["X-Content-Type-Options"] = valNosniff
@@ -114,9 +138,41 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h["Strict-Transport-Security"] = valHSTS
 	}
 	rs.clientIP = clientIP(r, rs.st)
-	r = r.WithContext(context.WithValue(web.ContextWithRequestID(r.Context(), rs.id), stateKey{}, rs))
 	defer g.finish(rs, r, start)
+	if edge && r.ProtoMajor == 1 && !g.admit(rs, r, fc) {
+		return
+	}
 	g.serve(rs, r)
+}
+
+// admit refuses an HTTP/1.x request whose framing the connection's validator flagged (400,
+// or 431 for a head too large; the connection is closed), or that did not come through
+// Listener at all (500: the gateway is wired wrongly and will not serve unchecked
+// requests). It reports whether the request may go on.
+func (g *Gateway) admit(rs *reqState, r *http.Request, fc *framedConn) bool {
+	if fc == nil {
+		g.log.Error("an HTTP/1 request did not come through Gateway.Listener; refused", "request_id", rs.id)
+		g.refuse(rs, r, http.StatusInternalServerError, "unchecked_connection", "The request cannot be served.", nil)
+		return false
+	}
+	idx, why, standIn := fc.admit()
+	rs.conn, rs.connReq = fc, idx
+	if why == framingClean {
+		return true
+	}
+	rs.standIn = standIn
+	g.refuseFraming(rs, r, why)
+	return false
+}
+
+// refuseFraming answers a request refused for its framing and closes the connection.
+func (g *Gateway) refuseFraming(rs *reqState, r *http.Request, why framingFlag) {
+	rs.rec.Header()["Connection"] = valClose
+	if why == framingHeadTooLarge {
+		g.refuse(rs, r, http.StatusRequestHeaderFieldsTooLarge, framingLogReasons[why], "The request header is too large.", nil)
+		return
+	}
+	g.refuse(rs, r, http.StatusBadRequest, framingLogReasons[why], "The request's framing is ambiguous or malformed.", nil)
 }
 
 // finish logs the request and records its metrics, also after a panic (which it turns into
@@ -147,8 +203,12 @@ func (g *Gateway) finish(rs *reqState, r *http.Request, start time.Time) {
 		rm, route = rs.route.m, rs.route.name
 	}
 	rm.request(status, elapsed.Seconds())
+	method := r.Method
+	if rs.standIn {
+		method = "-"
+	}
 	line := logLine{
-		time: start, requestID: rs.id, method: r.Method, path: rs.path, route: route,
+		time: start, requestID: rs.id, method: method, path: rs.path, route: route,
 		status: status, bytes: rs.rec.bytes, latency: elapsed, clientIP: rs.clientIP,
 		clientID: rs.clientID, subject: rs.subject, reason: rs.reason,
 	}
@@ -511,7 +571,14 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	rs := stateOf(r.Context())
 	rt := rs.route
 	var tooLarge *http.MaxBytesError
+	why := framingClean
+	if rs.conn != nil {
+		why = rs.conn.refused(rs.connReq)
+	}
 	switch {
+	case why != framingClean:
+		// The body's chunked framing was refused while it was forwarded.
+		g.refuseFraming(rs, r, why)
 	case errors.As(err, &tooLarge):
 		g.refuse(rs, r, http.StatusRequestEntityTooLarge, "body_too_large", "The request body is too large.", nil)
 	case r.Context().Err() != nil:

@@ -135,3 +135,27 @@ func TestScopeRequirements(t *testing.T) {
 		t.Errorf("challenge %q", got)
 	}
 }
+
+// TestMTLSWithoutSubjectsWarns: an mtls route that lists no allowed subjects loads (any
+// certificate from the client CA may call it) but `portcullis check` warns about it.
+func TestMTLSWithoutSubjectsWarns(t *testing.T) {
+	h := newHarness(t)
+	warned := func() bool {
+		for _, w := range h.cfg.Warnings() {
+			if w.Path == "gateway.routes[4].auth.allowed_subjects" {
+				return true
+			}
+		}
+		return false
+	}
+	if warned() {
+		t.Error("a warning although the route lists its subjects")
+	}
+	h.cfg.Gateway.Routes[4].Auth.AllowedSubjects = nil
+	if !warned() {
+		t.Error("no warning for an mtls route without allowed_subjects")
+	}
+	if err := h.gw.Reload(h.cfg); err != nil {
+		t.Fatalf("the route must still load: %v", err)
+	}
+}
