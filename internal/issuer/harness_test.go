@@ -69,6 +69,9 @@ const (
 // argonSecret is the person-chosen secret of argonApp.
 const argonSecret = "correct horse battery staple"
 
+// argonHash is its argon2id hash, computed once (64 MiB and a noticeable time each).
+var argonHash = sync.OnceValue(func() string { return secret.HashArgon2id(argonSecret) })
+
 // harness is a real issuer (real SQLite store, real keys, real secrets) behind an
 // httptest TLS server.
 type harness struct {
@@ -166,7 +169,7 @@ func buildHarness(tb testing.TB, o harnessOptions) *harness {
 				{ID: internalSvc, SecretHash: gen(internalSvc), AuthMethod: "client_secret_basic", Scopes: []string{"reports:read"},
 					Internal: true, TokenFormat: "jwt", Claims: map[string]string{"team": "reports"}},
 				{ID: resource, SecretHash: gen(resource), AuthMethod: "client_secret_basic", GrantTypes: []string{}, Scopes: []string{}, Introspect: true},
-				{ID: argonApp, SecretHash: secret.HashArgon2id(argonSecret), AuthMethod: "client_secret_basic", Scopes: []string{"orders:read"}},
+				{ID: argonApp, SecretHash: argonHash(), AuthMethod: "client_secret_basic", Scopes: []string{"orders:read"}},
 				{ID: inlineKeys, AuthMethod: "private_key_jwt", JWKS: config.JSONValue(clientJWKS), Scopes: []string{"orders:read"}},
 				{ID: remoteKeys, AuthMethod: "private_key_jwt", JWKSURI: jwksSrv.URL + "/jwks.json", Scopes: []string{"orders:read"}},
 				{ID: codeOnly, SecretHash: gen(codeOnly), AuthMethod: "client_secret_basic", GrantTypes: []string{"authorization_code"},
