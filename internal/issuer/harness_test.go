@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -22,6 +23,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to drop test schemas
 
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
@@ -98,6 +101,9 @@ type harnessOptions struct {
 	accessTTL time.Duration
 	// noAudit leaves the audit recorder out (benchmarks measure it separately).
 	noAudit bool
+	// postgres, when set, is the DSN of a PostgreSQL server: the store is there, in a schema
+	// of its own that is dropped afterwards, instead of SQLite.
+	postgres string
 }
 
 func newHarness(tb testing.TB) *harness { return buildHarness(tb, harnessOptions{}) }
@@ -184,7 +190,13 @@ func buildHarness(tb testing.TB, o harnessOptions) *harness {
 	ic := cfg.Issuer
 
 	dbPath := filepath.Join(dir, "portcullis.db")
-	db, err := sqlstore.Open(ctx, sqlstore.Options{Driver: "sqlite", DSN: "file:" + dbPath, AutoMigrate: true, Now: clk.Now})
+	so := sqlstore.Options{Driver: "sqlite", DSN: "file:" + dbPath, AutoMigrate: true, Now: clk.Now}
+	if o.postgres != "" {
+		so = sqlstore.Options{Driver: "postgres", DSN: o.postgres, Schema: "issuer_test_" + strings.ToLower(secret.Random(6)[:8]), AutoMigrate: true, Now: clk.Now}
+		so.Schema = strings.NewReplacer("-", "_").Replace(so.Schema)
+		tb.Cleanup(func() { dropSchema(tb, o.postgres, so.Schema) })
+	}
+	db, err := sqlstore.Open(ctx, so)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -422,5 +434,20 @@ func (h *harness) waitAudit(tb testing.TB, typ, clientID string, ok func(store.A
 			tb.Fatalf("no audit event %s for %q; have %+v", typ, clientID, evs)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// dropSchema removes a PostgreSQL test schema.
+func dropSchema(tb testing.TB, dsn, schema string) {
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		tb.Errorf("drop schema: %v", err)
+		return
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		tb.Errorf("drop schema %s: %v", schema, err)
 	}
 }
