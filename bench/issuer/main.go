@@ -433,15 +433,17 @@ func pct(l []time.Duration, p float64) time.Duration {
 
 func printTable(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\trequests\terrors\treq/s\tp50\tp90\tp99\tCPU/req\treq/s at 2 CPUs\ttarget\t")
+	fmt.Fprintln(tw, "scenario\trequests\terrors\treq/s\tp50\tp90\tp99\tCPUs used\tCPU/req\treq/s at 2 CPUs\ttarget\t")
 	for _, r := range rs {
 		rate := float64(r.requests-r.errors) / r.elapsed.Seconds()
 		perReq := r.cpu / time.Duration(max(r.requests, 1))
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%v\t%v\t%v\t%v\t%.0f\t%s\t\n", r.name, r.requests, r.errors, rate,
-			pct(r.lat, 0.5), pct(r.lat, 0.9), pct(r.lat, 0.99), perReq.Round(time.Microsecond), 2/perReq.Seconds(), r.target)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%v\t%v\t%v\t%.2f\t%v\t%.0f\t%s\t\n", r.name, r.requests, r.errors, rate,
+			pct(r.lat, 0.5), pct(r.lat, 0.9), pct(r.lat, 0.99), r.cpu.Seconds()/r.elapsed.Seconds(),
+			perReq.Round(time.Microsecond), 2/perReq.Seconds(), r.target)
 	}
 	_ = tw.Flush()
-	fmt.Fprintln(w, "\nCPU/req is the CPU time of the server and the load generator together per request;")
+	fmt.Fprintln(w, "\nCPUs used is how many cores the run got (of 2; the rest went to other processes).")
+	fmt.Fprintln(w, "CPU/req is the CPU time of the server and the load generator together per request;")
 	fmt.Fprintln(w, "\"req/s at 2 CPUs\" is the rate that cost allows on two otherwise idle cores (other load on")
 	fmt.Fprintln(w, "a shared machine lowers req/s but not CPU/req).")
 	for _, r := range rs {
