@@ -44,6 +44,8 @@ type Issuer struct {
 	Limits       IssuerLimits      `yaml:"limits"`
 	SecretCache  SecretCache       `yaml:"secret_cache"`
 	Assertions   AssertionSettings `yaml:"client_assertions"`
+	// Login configures user sign-in (authorization endpoint, sessions, throttling).
+	Login Login `yaml:"login"`
 }
 
 // TLS names a certificate and key in PEM files.

@@ -192,6 +192,8 @@ func (is *Issuer) validate(c *Config, ps *Problems) {
 		ps.add("issuer.client_assertions.max_lifetime", "must be between 10s and 1h")
 	}
 
+	is.validateLogin(ps)
+
 	seen := map[string]int{}
 	for i, cl := range is.Clients {
 		p := fmt.Sprintf("issuer.clients[%d]", i)
