@@ -190,12 +190,15 @@ func (c *cache) run(ctx context.Context, s *cacheShard, k tokenKey, f *flight, e
 	}
 	if f.err == nil && c.epoch.Load() == epoch {
 		e := cacheEntry{inserted: now}
+		if d := f.p.decided; !d.IsZero() && d.UnixNano() < now {
+			e.inserted = d.UnixNano() // an answer from the shared cache is already that old
+		}
 		if f.ok {
 			e.p = f.p
 			e.expires = f.p.Claims.Expiry.UnixNano()
 		} else {
 			e.negative = true
-			e.expires = now + int64(c.cfg.NegativeTTL)
+			e.expires = e.inserted + int64(c.cfg.NegativeTTL)
 		}
 		if e.expires > now {
 			s.putLocked(k, e, now)

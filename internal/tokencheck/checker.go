@@ -41,6 +41,14 @@ type Config struct {
 	// Bus carries revocations (TokenRevoked) and resyncs. Nil: no feed, so cached
 	// introspection results last at most Cache.RevocationBound.
 	Bus events.Bus
+	// Shared, if set, is a second-level introspection cache that replicas share (Redis):
+	// on a local miss its answer is used if it passes every check (see SharedStore), and
+	// fresh answers are stored in it. Revocations delete from it; a Resync stops trusting
+	// what it held.
+	Shared SharedStore
+	// SharedTimeout bounds one call to Shared (default DefaultSharedTimeout). After a failed
+	// call the store is skipped for a second and the issuer is asked directly.
+	SharedTimeout time.Duration
 	// Keys overrides the issuer's JWKS found through metadata (tests; an issuer in the same
 	// process may feed its keys directly).
 	Keys jwtverify.KeySource
@@ -68,6 +76,8 @@ type Checker struct {
 	algs   []string
 	intro  *introspector // nil without introspection credentials
 	cache  *cache
+	shared *sharedCache // nil without Config.Shared
+	fetch  func(context.Context, string) (Principal, bool, error)
 	jwtMax int
 	m      *Metrics
 	log    *slog.Logger
@@ -145,6 +155,13 @@ func New(cfg Config) (*Checker, error) {
 		}
 	}
 	c.cache = newCache(cfg.Cache, cfg.Bus, cfg.Now, c.m)
+	if c.intro != nil {
+		c.fetch = c.intro.introspect
+		if cfg.Shared != nil {
+			c.shared = newSharedCache(cfg.Shared, cfg.Cache, cfg.SharedTimeout, c.intro, c.cache.live, c.jwtRevoked, c.m, log, cfg.Now)
+			c.fetch = c.shared.fetch
+		}
+	}
 	if cfg.Bus != nil {
 		c.unsub = cfg.Bus.Subscribe(c.onEvent)
 	}
@@ -156,9 +173,15 @@ func New(cfg Config) (*Checker, error) {
 func (c *Checker) onEvent(e events.Event) {
 	switch e.Kind {
 	case events.TokenRevoked:
+		c.denyJWT(e.TokenHash) // first: from now on the shared cache is not consulted for it
 		c.cache.revoke(e.TokenHash)
-		c.denyJWT(e.TokenHash)
+		if c.shared != nil {
+			c.shared.revoke(e.TokenHash)
+		}
 	case events.Resync:
+		if c.shared != nil {
+			c.shared.resync()
+		}
 		c.cache.flush()
 	}
 }
@@ -209,7 +232,7 @@ func (c *Checker) Opaque(ctx context.Context, token string) (Principal, error) {
 	if token == "" || len(token) > MaxOpaqueTokenBytes {
 		return Principal{}, ErrInvalidToken
 	}
-	return c.cache.get(ctx, token, c.intro.introspect)
+	return c.cache.get(ctx, token, c.fetch)
 }
 
 // Metadata returns the issuer's metadata, fetching it if needed (readiness checks).
@@ -221,6 +244,9 @@ func (c *Checker) Metadata(ctx context.Context) (*Metadata, error) {
 func (c *Checker) Close() {
 	if c.unsub != nil {
 		c.unsub()
+	}
+	if c.shared != nil {
+		c.shared.close()
 	}
 	c.ic.close()
 }

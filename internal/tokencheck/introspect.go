@@ -200,7 +200,14 @@ func newIntrospector(ic *issuerClient, keys jwtverify.KeySource, clientID, secre
 
 // introspect returns the principal of an active token; active is false for an inactive one.
 // Every failure to get a verified answer is ErrUnavailable.
-func (in *introspector) introspect(ctx context.Context, token string) (p Principal, active bool, err error) {
+func (in *introspector) introspect(ctx context.Context, token string) (Principal, bool, error) {
+	p, active, _, _, err := in.introspectAnswer(ctx, token)
+	return p, active, err
+}
+
+// introspectAnswer is introspect that also returns the issuer-signed answer and its verified
+// claims, for the shared cache.
+func (in *introspector) introspectAnswer(ctx context.Context, token string) (p Principal, active bool, answer string, claims *jwtverify.Claims, err error) {
 	start := time.Now()
 	defer func() {
 		in.m.latency.Observe(time.Since(start).Seconds())
@@ -213,40 +220,55 @@ func (in *introspector) introspect(ctx context.Context, token string) (p Princip
 			in.m.inactive.Inc()
 		}
 	}()
+	answer, err = in.fetch(ctx, token)
+	if err != nil {
+		return Principal{}, false, "", nil, err
+	}
+	claims, err = in.verifier.Verify(ctx, answer)
+	if err != nil {
+		return Principal{}, false, "", nil, fmt.Errorf("%w: introspection response does not verify: %w", ErrUnavailable, err)
+	}
+	p, active, err = in.fromClaims(claims)
+	return p, active, answer, claims, err
+}
+
+// fetch asks the issuer about token and returns its signed answer, unverified.
+func (in *introspector) fetch(ctx context.Context, token string) (string, error) {
 	md, err := in.ic.metadata(ctx)
 	if err != nil {
-		return Principal{}, false, err
+		return "", err
 	}
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, md.IntrospectionEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return Principal{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	req.Header.Set("Authorization", in.auth)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/"+introspectionType)
 	resp, err := in.ic.client.Do(req)
 	if err != nil {
-		return Principal{}, false, fmt.Errorf("%w: introspection request: %w", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: introspection request: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIntrospectionBytes+1))
 	if err != nil {
-		return Principal{}, false, fmt.Errorf("%w: introspection response: %w", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: introspection response: %w", ErrUnavailable, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return Principal{}, false, fmt.Errorf("%w: introspection status %d", ErrUnavailable, resp.StatusCode)
+		return "", fmt.Errorf("%w: introspection status %d", ErrUnavailable, resp.StatusCode)
 	}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/"+introspectionType {
-		return Principal{}, false, fmt.Errorf("%w: introspection content type %q", ErrUnavailable, resp.Header.Get("Content-Type"))
+		return "", fmt.Errorf("%w: introspection content type %q", ErrUnavailable, resp.Header.Get("Content-Type"))
 	}
 	if len(body) > maxIntrospectionBytes {
-		return Principal{}, false, fmt.Errorf("%w: introspection response too large", ErrUnavailable)
+		return "", fmt.Errorf("%w: introspection response too large", ErrUnavailable)
 	}
-	claims, err := in.verifier.Verify(ctx, strings.TrimSpace(string(body)))
-	if err != nil {
-		return Principal{}, false, fmt.Errorf("%w: introspection response does not verify: %w", ErrUnavailable, err)
-	}
+	return strings.TrimSpace(string(body)), nil
+}
+
+// fromClaims reads the verified claims of a signed introspection answer.
+func (in *introspector) fromClaims(claims *jwtverify.Claims) (Principal, bool, error) {
 	ti, ok := claims.Raw["token_introspection"].(map[string]any)
 	if !ok {
 		return Principal{}, false, fmt.Errorf("%w: introspection response without token_introspection", ErrUnavailable)

@@ -12,6 +12,8 @@ type Metrics struct {
 	latency                                   prometheus.Observer
 	evictions                                 prometheus.Counter
 	jwtOK, jwtInvalid, jwtUnavailable         prometheus.Counter
+	shared                                    *prometheus.CounterVec // by result
+	sharedWrites                              *prometheus.CounterVec // by op and result
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -21,6 +23,8 @@ type Metrics struct {
 //	portcullis_gateway_introspection_duration_seconds
 //	portcullis_gateway_introspection_cache_evictions_total (revocations and flushes)
 //	portcullis_gateway_jwt_verifications_total{outcome="valid|invalid|error"}
+//	portcullis_gateway_shared_cache_lookups_total{result="hit|negative_hit|miss|stale|rejected|error|skipped"}
+//	portcullis_gateway_shared_cache_writes_total{op="put|revoke",result="ok|error|dropped"}
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_gateway_introspection_cache_total",
@@ -43,8 +47,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "portcullis_gateway_jwt_verifications_total",
 		Help: "Local verifications of at+jwt access tokens, by outcome.",
 	}, []string{"outcome"})
+	shared := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_gateway_shared_cache_lookups_total",
+		Help: "Lookups in the introspection cache shared by replicas (Redis), by result: stale and rejected entries are not used; error and skipped mean the shared cache is unreachable and the issuer is asked directly.",
+	}, []string{"result"})
+	sharedWrites := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_gateway_shared_cache_writes_total",
+		Help: "Writes to the shared introspection cache: answers stored (put) and revocations applied (revoke), by result.",
+	}, []string{"op", "result"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{cache, calls, latency, evictions, jwt} {
+		for _, c := range []prometheus.Collector{cache, calls, latency, evictions, jwt, shared, sharedWrites} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -62,6 +74,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		jwtOK:             jwt.WithLabelValues("valid"),
 		jwtInvalid:        jwt.WithLabelValues("invalid"),
 		jwtUnavailable:    jwt.WithLabelValues("error"),
+		shared:            shared,
+		sharedWrites:      sharedWrites,
 	}, nil
 }
 

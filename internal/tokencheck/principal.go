@@ -2,6 +2,7 @@ package tokencheck
 
 import (
 	"errors"
+	"time"
 
 	"github.com/portcullis/portcullis/jwtverify"
 )
@@ -26,6 +27,9 @@ type Principal struct {
 	Token string
 	// authorization caches "Bearer " + Token for tokens that are served many times.
 	authorization string
+	// decided is when the issuer gave the answer, if it came from the shared cache: a cached
+	// copy ages from then, not from when this process read it.
+	decided time.Time
 }
 
 // Authorization returns the Authorization header value that carries Token upstream.

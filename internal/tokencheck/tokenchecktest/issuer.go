@@ -26,6 +26,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/portcullis/portcullis/internal/events"
 	"github.com/portcullis/portcullis/jwtverify"
 )
 
@@ -299,6 +300,9 @@ func (is *Issuer) introspect(w http.ResponseWriter, r *http.Request) {
 	ti := map[string]any{"active": false}
 	if active {
 		access := is.accessClaims(g)
+		// As the issuer does: the phantom token's jti is the opaque token's hash, which binds
+		// the answer to the token it is about.
+		access["jti"] = events.TokenHash(token)
 		ti = map[string]any{}
 		for k, v := range access {
 			ti[k] = v
