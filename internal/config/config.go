@@ -131,6 +131,9 @@ type Cache struct {
 	Driver string `yaml:"driver"` // memory (default) | redis
 	URL    string `yaml:"url"`    // redis://host:port/db
 	Prefix string `yaml:"prefix"` // key prefix, default "portcullis:"
+	// Timeout bounds one Redis call (default 100ms); past it the feature's documented
+	// fallback applies (docs/scale-out.md).
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Admin is the operator listener: metrics, liveness, readiness.

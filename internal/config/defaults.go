@@ -34,6 +34,9 @@ func (c *Config) Default() {
 	if c.Cache.Prefix == "" {
 		c.Cache.Prefix = "portcullis:"
 	}
+	if c.Cache.Timeout == 0 {
+		c.Cache.Timeout = 100 * time.Millisecond
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}

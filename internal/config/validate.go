@@ -31,6 +31,9 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.Cache.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			ps.add("cache.url", "must be a redis:// or rediss:// URL")
 		}
+		if c.Cache.Timeout < time.Millisecond || c.Cache.Timeout > 10*time.Second {
+			ps.add("cache.timeout", "must be between 1ms and 10s")
+		}
 	default:
 		ps.add("cache.driver", "must be memory or redis, not %q", c.Cache.Driver)
 	}
