@@ -57,6 +57,7 @@ type App struct {
 	log      *slog.Logger
 	store    store.Store
 	bus      events.Bus
+	cache    *cacheBackends
 	audit    *audit.Recorder
 	keys     *keys.Manager
 	secrets  *secret.Hasher
@@ -168,7 +169,10 @@ func (a *App) build(ctx context.Context, o Options) error {
 	}
 	a.store = db
 	a.log.Info("backends", "storage", cfg.Storage.Driver, "cache", cfg.Cache.Driver)
-	a.bus = &events.Memory{}
+	if a.cache, err = openCache(cfg, a.registry, a.log); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	a.bus = a.cache.Bus
 	a.audit = audit.NewRecorder(db, a.log)
 	if cfg.Issuer != nil {
 		if err := a.buildIssuer(ctx, cfg); err != nil {
@@ -438,6 +442,9 @@ func (a *App) close() {
 	}
 	if a.issuer != nil {
 		a.issuer.Close()
+	}
+	if a.cache != nil {
+		a.cache.close()
 	}
 	if a.audit != nil {
 		a.audit.Close()
