@@ -198,7 +198,7 @@ func TestArgon2idCache(t *testing.T) {
 	}{
 		{"another client with the same hash", "client-b", stored, pw},
 		{"another secret", "client-a", stored, pw + "!"},
-		{"another stored hash", "client-a", HashArgon2id(pw), pw},
+		{"another stored hash", "client-a", strings.Replace(stored, "$m=", "$m=0", 1), pw}, // only the cache key is checked
 	} {
 		if h.cache.ok(h.mac("argon2-ok", tt.scope, tt.stored, tt.presented), clk.Now()) {
 			t.Errorf("%s: the cached success vouches for it", tt.name)
