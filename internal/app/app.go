@@ -304,7 +304,9 @@ func (a *App) listen(o Options) ([]server, error) {
 				return closeAll(out, fmt.Errorf("gateway listen: %w", err))
 			}
 		}
-		out = append(out, server{role: RoleGateway, srv: srv, ln: ln})
+		// The gateway's listener does TLS itself and checks HTTP/1 framing before net/http
+		// parses a request, so smuggling attempts are refused rather than normalised.
+		out = append(out, server{role: RoleGateway, srv: srv, ln: a.gateway.Listener(ln)})
 	}
 	if ad := cfg.Admin; ad != nil {
 		if err := add(RoleAdmin, ad.Listen, ad.TLS, ad.TLS.Cert == "", a.adminHandler(), web.Timeouts{}, 0); err != nil {
