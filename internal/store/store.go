@@ -79,7 +79,8 @@ const (
 )
 
 // Token is the record of an issued token, authorization code or refresh token. The token
-// itself is never stored: Hash is its SHA-256 (for a JWT access token, of its jti).
+// itself is never stored: Hash is the SHA-256 of the token string (events.TokenHash), for
+// opaque and JWT tokens alike.
 type Token struct {
 	Hash      string
 	Kind      string // KindAccess | KindRefresh | KindCode
