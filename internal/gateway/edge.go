@@ -252,10 +252,17 @@ func (c *framedConn) Read(p []byte) (int, error) {
 				return 0, err
 			}
 			continue
+		case c.held != nil:
+			// An incomplete head goes on in its own buffer, whatever the size of p (net/http's
+			// background read asks for one byte at a time).
+			if err := c.readHeld(); err != nil && len(c.out) == 0 {
+				return 0, err
+			}
+			continue
 		}
 		n, err := c.Conn.Read(p)
 		if n > 0 && c.framing.state != fsStopped {
-			n = c.filter(p, n)
+			n = c.filter(p[:n])
 		}
 		if n > 0 || err != nil {
 			return n, err
@@ -263,76 +270,96 @@ func (c *framedConn) Read(p []byte) (int, error) {
 	}
 }
 
-// filter follows p[:n] through the validator and returns how many of its bytes go to
-// net/http now; it holds back an incomplete head and queues in out what is due later.
-func (c *framedConn) filter(p []byte, n int) int {
+// filter follows p, fresh from the connection, through the validator and returns how many of
+// its bytes go to net/http now. An incomplete head at its end is held back; what is due
+// after the returned bytes is queued in out.
+func (c *framedConn) filter(p []byte) int {
 	f := &c.framing
 	before := f.requests
-	heldBefore := c.held != nil
-	f.scan(p[:n])
-	began := f.requests != before // a request began in p (so any held head is complete)
+	f.scan(p)
+	began := f.requests != before
 	switch {
 	case f.state == fsStopped:
-		_, why := f.flagged()
-		if c.flags != nil {
-			c.flags[why].Inc()
-		}
+		c.count()
 		if f.stopInHead {
-			// The refused head began in p, or earlier and is held: either way net/http has
-			// seen none of it. It gets what came before, then the stand-in.
+			// The refused head began in p: net/http gets what came before it, then the
+			// stand-in, and nothing after.
 			c.discard = true
-			if !began {
-				putBuffer(&c.held)
-				c.out = refusedHead
-				return 0
-			}
-			if !heldBefore {
-				c.out = refusedHead
-				return f.lastStart
-			}
-			c.queueHeld(p[:f.lastStart], refusedHead)
-			return 0
-		}
-		c.failed = true
-		if heldBefore {
-			c.queueHeld(p[:f.stopPos], nil)
-			return 0
-		}
-		return f.stopPos
-	case f.inHead():
-		switch {
-		case !began:
-			c.hold(p[:n]) // the head that began earlier goes on
-			return 0
-		case heldBefore:
-			c.queueHeld(p[:f.lastStart], nil)
-		default:
-			c.hold(p[f.lastStart:n])
+			c.out = refusedHead
 			return f.lastStart
 		}
-		c.hold(p[f.lastStart:n])
-		return 0
-	case heldBefore:
-		c.queueHeld(p[:n], nil)
-		return 0
-	}
-	return n
-}
-
-// hold appends b to the held head.
-func (c *framedConn) hold(b []byte) {
-	if c.held == nil {
+		c.failed = true // in a body: what came before the problem, then read errors
+		return f.stopPos
+	case f.inHead():
+		start := 0 // the head began in an earlier read: all of p is part of it
+		if began {
+			start = f.lastStart
+		}
 		c.held = headBuffers.Get().(*[]byte)
+		*c.held = append((*c.held)[:0], p[start:]...)
+		return start
 	}
-	*c.held = append(*c.held, b...)
+	return len(p)
 }
 
-// queueHeld makes the held head, followed by more and then tail, the bytes due next.
-func (c *framedConn) queueHeld(more, tail []byte) {
-	buf := append(append(*c.held, more...), tail...)
+// readHeld reads more of an incomplete head into the held buffer and follows it through
+// the validator. When the head is complete (or refused), the buffer becomes out.
+func (c *framedConn) readHeld() error {
+	buf := *c.held
+	old := len(buf)
+	if cap(buf)-old < 2<<10 {
+		buf = append(make([]byte, 0, 2*cap(buf)+4<<10), buf...)
+	}
+	n, err := c.Conn.Read(buf[old:cap(buf)])
+	if n <= 0 {
+		*c.held = buf
+		return err
+	}
+	buf = buf[:old+n]
 	*c.held = buf
+	f := &c.framing
+	before := f.requests
+	f.scan(buf[old:])
+	began := f.requests != before // so the held head is complete
+	switch {
+	case f.state == fsStopped:
+		c.count()
+		if !f.stopInHead {
+			c.failed = true
+			c.release(buf[:old+f.stopPos])
+			return nil
+		}
+		c.discard = true
+		if !began {
+			putBuffer(&c.held) // the refused head itself: net/http never sees it
+			c.out = refusedHead
+			return nil
+		}
+		c.release(append(buf[:old+f.lastStart], refusedHead...))
+	case f.inHead() && began:
+		next := headBuffers.Get().(*[]byte)
+		*next = append((*next)[:0], buf[old+f.lastStart:]...)
+		c.release(buf[:old+f.lastStart])
+		c.held = next
+	case !f.inHead():
+		c.release(buf)
+	}
+	return nil
+}
+
+// release makes b, which lives in the held buffer, the bytes due next.
+func (c *framedConn) release(b []byte) {
+	*c.held = b
 	c.outBuf, c.held = c.held, nil
-	c.out = buf
+	c.out = b
+}
+
+// count records a refusal in the metrics.
+func (c *framedConn) count() {
+	if c.flags != nil {
+		_, why := c.framing.flagged()
+		c.flags[why].Inc()
+	}
 }
 
 func putBuffer(b **[]byte) {
