@@ -15,19 +15,29 @@ var authMethods = []string{oauth.AuthSecretBasic, oauth.AuthSecretPost, oauth.Au
 
 func (s *Server) buildMetadata() {
 	u := s.cfg.URL
-	scopes := make([]string, 0, len(s.cfg.Scopes))
-	for name := range s.cfg.Scopes {
+	scopes := make([]string, 0, len(s.scopes))
+	claims := []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "at_hash"}
+	for name, sc := range s.scopes {
 		scopes = append(scopes, name)
+		for _, c := range sc.Claims {
+			if !slices.Contains(claims, c) {
+				claims = append(claims, c)
+			}
+		}
 	}
 	slices.Sort(scopes)
+	slices.Sort(claims)
 	s.meta = oauth.Metadata{
 		Issuer:                            u,
+		AuthorizationEndpoint:             u + PathAuthorize,
 		TokenEndpoint:                     u + PathToken,
 		JWKSURI:                           u + PathJWKS,
+		UserinfoEndpoint:                  u + PathUserinfo,
 		ScopesSupported:                   scopes,
 		ResponseTypesSupported:            []string{"code"},
-		GrantTypesSupported:               []string{"client_credentials"},
-		TokenEndpointAuthMethodsSupported: authMethods,
+		ResponseModesSupported:            []string{"query"},
+		GrantTypesSupported:               []string{"authorization_code", "client_credentials", "refresh_token"},
+		TokenEndpointAuthMethodsSupported: append(slices.Clone(authMethods), oauth.AuthNone),
 		TokenEndpointAuthSigningAlgValuesSupported: []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"},
 		IntrospectionEndpoint:                      u + PathIntrospect,
 		IntrospectionEndpointAuthMethodsSupported:  authMethods,
@@ -36,6 +46,11 @@ func (s *Server) buildMetadata() {
 		RevocationEndpointAuthMethodsSupported:     authMethods,
 		SubjectTypesSupported:                      []string{"public"},
 		IDTokenSigningAlgValuesSupported:           keys.Algorithms,
+		CodeChallengeMethodsSupported:              []string{"S256"},
+		PushedAuthorizationRequestEndpoint:         u + PathPAR,
+		AuthorizationResponseIssParameterSupported: true,
+		EndSessionEndpoint:                         u + PathLogout,
+		ClaimsSupported:                            claims,
 	}
 	s.metaJSON, _ = json.Marshal(s.meta) // plain strings and slices: cannot fail
 }

@@ -2,8 +2,11 @@ package issuer
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
@@ -11,6 +14,7 @@ import (
 	"github.com/portcullis/portcullis/internal/events"
 	"github.com/portcullis/portcullis/internal/issuer/grant"
 	"github.com/portcullis/portcullis/internal/keys"
+	"github.com/portcullis/portcullis/internal/login"
 	"github.com/portcullis/portcullis/internal/oauth"
 	"github.com/portcullis/portcullis/internal/secret"
 	"github.com/portcullis/portcullis/internal/store"
@@ -32,6 +36,14 @@ type Options struct {
 	// HTTPClient fetches clients' jwks_uri; default has timeouts and TLS 1.2+.
 	HTTPClient *http.Client
 	Now        func() time.Time
+	// TOTP opens users' sealed second-factor secrets (login.NewTOTP with the key derived
+	// from the master key for keys.PurposeTOTP). Without it users who have a second factor
+	// cannot sign in: they are refused, never let in on the password alone.
+	TOTP *login.TOTP
+	// LoginThrottle bounds sign-in guessing; nil builds one in memory from
+	// issuer.login.throttle. Pass one built on shared backends (Redis) when replicas must
+	// agree, and keep it across reloads so a reload does not forget the counts.
+	LoginThrottle *login.Throttle
 }
 
 // Server is the authorization server surface.
@@ -45,6 +57,17 @@ type Server struct {
 	metaJSON []byte
 	log      *slog.Logger
 	metrics  *Metrics
+
+	// User sign-in.
+	scopes   map[string]config.Scope // issuer.scopes plus the built-in OpenID Connect scopes
+	login    config.Login            // effective (defaults applied)
+	users    *login.Users
+	sessions *login.Sessions
+	throttle *login.Throttle
+	cookies  cookies
+	origin   string // scheme://host of the issuer URL: the only origin page forms may come from
+	trusted  []netip.Prefix
+	pages    http.Handler
 }
 
 // Metrics are the issuer's counters.
@@ -52,6 +75,7 @@ type Metrics struct {
 	issued     *prometheus.CounterVec
 	introspect *prometheus.CounterVec
 	revoked    *prometheus.CounterVec
+	logins     *prometheus.CounterVec
 }
 
 // NewMetrics creates the issuer's metrics and registers them on reg (when not nil).
@@ -60,9 +84,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		issued:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_token_requests_total", Help: "Token requests by grant type and outcome (ok or the OAuth error code)."}, []string{"grant_type", "outcome"}),
 		introspect: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_introspections_total", Help: "Introspection requests by result (active, inactive, error) and format (json, jwt)."}, []string{"result", "format"}),
 		revoked:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_revocations_total", Help: "Revocation requests by result."}, []string{"result"}),
+		logins:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_logins_total", Help: "Sign-in attempts (password or code) by outcome: success, failure, locked, throttled."}, []string{"outcome"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.issued, m.introspect, m.revoked} {
+		for _, c := range []prometheus.Collector{m.issued, m.introspect, m.revoked, m.logins} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -113,9 +138,21 @@ func New(o Options) (*Server, error) {
 		HTTPClient:           o.HTTPClient,
 		Now:                  o.Now,
 	}
+	if err := s.buildSignIn(); err != nil {
+		return nil, err
+	}
+	userTokens := &grant.UserTokens{
+		Minter: s.minter, Tokens: o.Store, Users: o.Store, Consents: o.Store, Scopes: s.scopes,
+		RefreshTTL: cfg.Tokens.RefreshTTL, Revoked: s.announceRevoked,
+		IDTokens: &grant.IDTokens{Issuer: cfg.URL, TTL: cfg.Tokens.AccessTTL, Signer: o.Keys, Algorithm: s.signingAlgorithm, Now: o.Now},
+	}
 	s.dispatch = &grant.Dispatcher{
-		Auth:            s.auth,
-		Grants:          []grant.Grant{grant.ClientCredentials{Minter: s.minter, Scopes: cfg.Scopes}},
+		Auth: s.auth,
+		Grants: []grant.Grant{
+			grant.ClientCredentials{Minter: s.minter, Scopes: cfg.Scopes},
+			grant.AuthorizationCode{UserTokens: userTokens},
+			grant.RefreshToken{UserTokens: userTokens},
+		},
 		Scopes:          cfg.Scopes,
 		DefaultAudience: cfg.Tokens.Audience,
 		MaxBodyBytes:    int64(cfg.Limits.MaxBodyBytes),
@@ -137,8 +174,16 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	mux.Handle("POST "+PathToken, s.dispatch)
 	mux.HandleFunc("POST "+PathIntrospect, s.serveIntrospect)
 	mux.HandleFunc("POST "+PathRevoke, s.serveRevoke)
-	for _, p := range []string{PathToken, PathIntrospect, PathRevoke} {
+	mux.HandleFunc("POST "+PathPAR, s.servePAR)
+	mux.HandleFunc("GET "+PathUserinfo, s.serveUserinfo)
+	mux.HandleFunc("POST "+PathUserinfo, s.serveUserinfo)
+	for _, p := range []string{PathToken, PathIntrospect, PathRevoke, PathPAR} {
 		mux.HandleFunc(p, oauthMethodNotAllowed("POST"))
+	}
+	mux.HandleFunc(PathUserinfo, oauthMethodNotAllowed("GET, POST"))
+	// The browser pages have their own mux and middleware (pages.go).
+	for _, p := range pagePaths {
+		mux.Handle(p, s.pages)
 	}
 	for _, p := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", PathJWKS} {
 		mux.HandleFunc(p, problemMethodNotAllowed("GET, HEAD"))
@@ -155,6 +200,46 @@ func (s *Server) Handler() http.Handler {
 	hsts := !s.cfg.InsecureHTTP
 	return web.WithRequestID(web.Recover(s.log, web.AccessLog(s.log, web.SecurityHeaders(hsts, mux))))
 }
+
+// buildSignIn sets up what user sign-in needs: the effective scopes and login settings,
+// password and TOTP checks, sessions, throttling and the pages.
+func (s *Server) buildSignIn() error {
+	s.scopes = s.cfg.EffectiveScopes()
+	s.login = s.cfg.Login.Effective()
+	s.trusted = s.login.TrustedProxyPrefixes()
+	s.users = &login.Users{Store: s.o.Store, Hasher: s.o.Secrets, TOTP: s.o.TOTP}
+	s.sessions = &login.Sessions{Store: s.o.Store, TTL: s.login.SessionTTL, Now: s.o.Now}
+	s.throttle = s.o.LoginThrottle
+	if s.throttle == nil {
+		t, err := login.NewThrottle(s.login.Throttle, login.ThrottleOptions{})
+		if err != nil {
+			return fmt.Errorf("issuer: %w", err)
+		}
+		s.throttle = t
+	}
+	u, err := url.Parse(s.cfg.URL)
+	if err != nil {
+		return fmt.Errorf("issuer: url: %w", err)
+	}
+	s.origin = u.Scheme + "://" + u.Host
+	s.cookies = newCookies(!s.cfg.InsecureHTTP)
+	s.pages = s.pagesHandler()
+	return nil
+}
+
+// signingAlgorithm is the algorithm of the key that signs now.
+func (s *Server) signingAlgorithm() string {
+	kid := s.o.Keys.SigningKeyID()
+	for _, k := range s.o.Keys.Published() {
+		if k.ID == kid {
+			return k.Algorithm
+		}
+	}
+	return s.cfg.Keys.Algorithm
+}
+
+// clientIP is the address sign-in throttling counts by.
+func (s *Server) clientIP(r *http.Request) netip.Addr { return web.ClientIP(r, s.trusted) }
 
 // Close releases background resources (remote client JWKS refreshers).
 func (s *Server) Close() { s.auth.Close() }

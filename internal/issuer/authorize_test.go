@@ -1,0 +1,176 @@
+package issuer_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/portcullis/portcullis/internal/issuer"
+)
+
+// checkErrorPage asserts an HTML error page that does not redirect anywhere.
+func checkErrorPage(t *testing.T, r siResp, status int) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("status %d, want %d: %.300s", r.status, status, r.body)
+	}
+	if l := r.header.Get("Location"); l != "" {
+		t.Errorf("an untrusted request was redirected to %s", l)
+	}
+	if !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") || !strings.Contains(r.body, `id="error"`) {
+		t.Errorf("not the error page: %s %.200s", r.header.Get("Content-Type"), r.body)
+	}
+	checkPageHeaders(t, r)
+}
+
+// TestUntrustedRequestsShowAPage: an unknown client or a redirect_uri that is not exactly a
+// registered one is never redirected to: open-redirect attempts end on an error page.
+func TestUntrustedRequestsShowAPage(t *testing.T) {
+	h := newSIHarness(t)
+	b := h.browser(t)
+	_, challenge := pkce()
+	good := h.authParams(siWeb, siWebRedirect, challenge, "openid")
+	tests := []struct {
+		name string
+		edit func(url.Values)
+	}{
+		{"unknown client", func(q url.Values) { q.Set("client_id", "ghost") }},
+		{"no client_id", func(q url.Values) { q.Del("client_id") }},
+		{"no redirect_uri", func(q url.Values) { q.Del("redirect_uri") }},
+		{"foreign host", func(q url.Values) { q.Set("redirect_uri", "https://evil.example/cb") }},
+		{"registered host as a prefix", func(q url.Values) { q.Set("redirect_uri", "https://web.example.evil.example/cb") }},
+		{"user info trick", func(q url.Values) { q.Set("redirect_uri", "https://web.example/cb@evil.example") }},
+		{"path extended", func(q url.Values) { q.Set("redirect_uri", siWebRedirect+"/../../evil") }},
+		{"path suffix", func(q url.Values) { q.Set("redirect_uri", siWebRedirect+"x") }},
+		{"trailing slash", func(q url.Values) { q.Set("redirect_uri", siWebRedirect+"/") }},
+		{"query added", func(q url.Values) { q.Set("redirect_uri", siWebRedirect+"?next=https://evil.example") }},
+		{"fragment added", func(q url.Values) { q.Set("redirect_uri", siWebRedirect+"#x") }},
+		{"case changed", func(q url.Values) { q.Set("redirect_uri", "https://WEB.example/cb") }},
+		{"percent-encoded path", func(q url.Values) { q.Set("redirect_uri", "https://web.example/%63b") }},
+		{"default port spelled out", func(q url.Values) { q.Set("redirect_uri", "https://web.example:443/cb") }},
+		{"scheme downgraded", func(q url.Values) { q.Set("redirect_uri", "http://web.example/cb") }},
+		{"protocol-relative", func(q url.Values) { q.Set("redirect_uri", "//evil.example/cb") }},
+		{"javascript", func(q url.Values) { q.Set("redirect_uri", "javascript:alert(1)") }},
+		{"another client's redirect", func(q url.Values) { q.Set("redirect_uri", siOtherRedirect) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := url.Values{}
+			for k, v := range good {
+				q[k] = append([]string(nil), v...)
+			}
+			tt.edit(q)
+			checkErrorPage(t, b.get(t, "/authorize?"+q.Encode()), http.StatusBadRequest)
+		})
+	}
+}
+
+// TestMalformedRequestsShowAPage: strict parsing; nothing of a malformed request is trusted.
+func TestMalformedRequestsShowAPage(t *testing.T) {
+	h := newSIHarness(t)
+	b := h.browser(t)
+	_, challenge := pkce()
+	good := h.authParams(siWeb, siWebRedirect, challenge, "openid").Encode()
+	for _, tt := range []struct{ name, query string }{
+		{"repeated redirect_uri", good + "&redirect_uri=" + url.QueryEscape("https://evil.example/cb")},
+		{"repeated state", good + "&state=again"},
+		{"bad escape", good + "&x=%zz"},
+		{"semicolon separator", good + ";x=1"},
+		{"control character", good + "&state=a%0Ab"},
+		{"invalid UTF-8", good + "&nonce=%ff"},
+		{"request object", good + "&request=eyJhbGciOiJub25lIn0.e30."},
+		{"too large", good + "&pad=" + strings.Repeat("a", 9000)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			checkErrorPage(t, b.get(t, "/authorize?"+tt.query), http.StatusBadRequest)
+		})
+	}
+}
+
+// TestAuthorizeErrorsRedirect: once client and redirect_uri are trusted, errors go back to
+// the client with error, state and iss (RFC 9207); PKCE S256 is required for every client.
+func TestAuthorizeErrorsRedirect(t *testing.T) {
+	h := newSIHarness(t)
+	b := h.browser(t)
+	_, challenge := pkce()
+	tests := []struct {
+		name, client, redirect string
+		edit                   func(url.Values)
+		wantErr                string
+	}{
+		{"missing PKCE", siWeb, siWebRedirect, func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") }, "invalid_request"},
+		{"missing PKCE, confidential client", siConf, siConfRedirect, func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") }, "invalid_request"},
+		{"plain PKCE", siWeb, siWebRedirect, func(q url.Values) { q.Set("code_challenge_method", "plain") }, "invalid_request"},
+		{"PKCE method omitted (means plain)", siWeb, siWebRedirect, func(q url.Values) { q.Del("code_challenge_method") }, "invalid_request"},
+		{"challenge not S256-shaped", siWeb, siWebRedirect, func(q url.Values) { q.Set("code_challenge", "short") }, "invalid_request"},
+		{"token response type", siWeb, siWebRedirect, func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type"},
+		{"hybrid response type", siWeb, siWebRedirect, func(q url.Values) { q.Set("response_type", "code id_token") }, "unsupported_response_type"},
+		{"no response type", siWeb, siWebRedirect, func(q url.Values) { q.Del("response_type") }, "invalid_request"},
+		{"fragment response mode", siWeb, siWebRedirect, func(q url.Values) { q.Set("response_mode", "fragment") }, "invalid_request"},
+		{"unknown scope", siWeb, siWebRedirect, func(q url.Values) { q.Set("scope", "openid admin") }, "invalid_scope"},
+		{"scope of no client", siWeb, siWebRedirect, func(q url.Values) { q.Set("scope", "openid reports:read") }, "invalid_scope"},
+		{"prompt none with login", siWeb, siWebRedirect, func(q url.Values) { q.Set("prompt", "none login") }, "invalid_request"},
+		{"bad max_age", siWeb, siWebRedirect, func(q url.Values) { q.Set("max_age", "-1") }, "invalid_request"},
+		{"prompt none without a session", siWeb, siWebRedirect, func(q url.Values) { q.Set("prompt", "none") }, "login_required"},
+		{"require_par client without PAR", siPARApp, siPARRedirect, func(url.Values) {}, "invalid_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := h.authParams(tt.client, tt.redirect, challenge, "openid")
+			tt.edit(q)
+			r := b.get(t, "/authorize?"+q.Encode())
+			if r.status != http.StatusSeeOther {
+				t.Fatalf("status %d, want a redirect: %.300s", r.status, r.body)
+			}
+			u := r.location(t)
+			if !strings.HasPrefix(u.String(), tt.redirect) && !strings.HasPrefix(tt.redirect, u.Scheme+"://"+u.Host+u.Path) {
+				t.Fatalf("redirected to %s", u)
+			}
+			got := u.Query()
+			if got.Get("error") != tt.wantErr || got.Get("state") != q.Get("state") || got.Get("iss") != h.url || got.Get("code") != "" {
+				t.Errorf("redirect query %v, want error=%s with state and iss", got, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestPromptNone: silent authentication answers login_required, consent_required or a code.
+func TestPromptNone(t *testing.T) {
+	h := newSIHarness(t)
+	b := h.browser(t)
+	h.flow(t, b, siWeb, siWebRedirect, siAlice, "openid profile")
+	_, challenge := pkce()
+	q := h.authParams(siWeb, siWebRedirect, challenge, "openid profile email")
+	q.Set("prompt", "none")
+	if got := b.get(t, "/authorize?"+q.Encode()).location(t).Query().Get("error"); got != "consent_required" {
+		t.Errorf("a scope not consented to: error %q, want consent_required", got)
+	}
+	q.Set("scope", "openid profile")
+	r := b.get(t, "/authorize?"+q.Encode())
+	if code := h.codeFrom(t, r, siWebRedirect, q.Get("state")); !strings.HasPrefix(code, "pcac_") {
+		t.Errorf("code %q", code)
+	}
+	q.Set("max_age", "0")
+	h.clock.Advance(2e9)
+	if got := b.get(t, "/authorize?"+q.Encode()).location(t).Query().Get("error"); got != "login_required" {
+		t.Errorf("max_age exceeded: error %q, want login_required", got)
+	}
+}
+
+// TestSessionSkipsTheLoginPage: a second request in the same browser needs no password; with
+// prompt=login it does.
+func TestSessionSkipsTheLoginPage(t *testing.T) {
+	h := newSIHarness(t)
+	b := h.browser(t)
+	h.flow(t, b, siWeb, siWebRedirect, siAlice, "openid")
+	_, challenge := pkce()
+	q := h.authParams(siWeb, siWebRedirect, challenge, "openid")
+	if code := h.codeFrom(t, b.get(t, "/authorize?"+q.Encode()), siWebRedirect, q.Get("state")); code == "" {
+		t.Fatal("no code")
+	}
+	q.Set("prompt", "login")
+	if l := b.get(t, "/authorize?"+q.Encode()).header.Get("Location"); !strings.HasPrefix(l, issuer.PathLogin+"?") {
+		t.Errorf("prompt=login went to %q", l)
+	}
+}
