@@ -1,28 +1,46 @@
 package gateway
 
 import (
-	"bufio"
 	"io"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// accessLog writes one JSON line per request through a buffer that is flushed every
-// flushEvery and on close, so a busy gateway does not make one write call per request.
+// accessLog writes one JSON line per request. A request only appends its line to a buffer
+// under a short lock; a flusher writes the buffer out every accessLogFlushEvery (sooner when
+// it passes accessLogFlushAt), outside that lock, so a slow or stuck destination (a full
+// pipe, a disk under writeback) never holds up a response. While the destination is stuck
+// the buffer grows to accessLogMaxBuffer and then lines are dropped, counted, and reported
+// by a line of their own once writing resumes.
 type accessLog struct {
-	mu   sync.Mutex
-	w    *bufio.Writer
+	dst     io.Writer
+	dropped prometheus.Counter // may be nil
+
+	mu    sync.Mutex
+	buf   []byte // lines not yet handed to the flusher
+	drops int    // lines dropped since the last flush
+
+	wake chan struct{} // the buffer passed accessLogFlushAt
 	stop chan struct{}
 	done chan struct{}
 }
 
-const accessLogFlushEvery = 200 * time.Millisecond
+const (
+	accessLogFlushEvery = 200 * time.Millisecond
+	accessLogFlushAt    = 64 << 10
+	accessLogMaxBuffer  = 8 << 20
+)
 
-func newAccessLog(dst io.Writer) *accessLog {
-	a := &accessLog{w: bufio.NewWriterSize(dst, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+func newAccessLog(dst io.Writer, dropped prometheus.Counter) *accessLog {
+	a := &accessLog{
+		dst: dst, dropped: dropped, buf: make([]byte, 0, accessLogFlushAt),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
 	go a.flushLoop()
 	return a
 }
@@ -31,30 +49,68 @@ func (a *accessLog) flushLoop() {
 	defer close(a.done)
 	t := time.NewTicker(accessLogFlushEvery)
 	defer t.Stop()
+	spare := make([]byte, 0, accessLogFlushAt)
 	for {
 		select {
 		case <-t.C:
-			a.mu.Lock()
-			_ = a.w.Flush()
-			a.mu.Unlock()
+		case <-a.wake:
 		case <-a.stop:
+			a.flush(spare)
 			return
+		}
+		spare = a.flush(spare)
+	}
+}
+
+// flush swaps the buffer for spare, writes what was in it and returns it emptied, to be
+// the next spare.
+func (a *accessLog) flush(spare []byte) []byte {
+	a.mu.Lock()
+	out, drops := a.buf, a.drops
+	a.buf, a.drops = spare[:0], 0
+	a.mu.Unlock()
+	if drops > 0 {
+		out = append(out, `{"time":"`...)
+		out = time.Now().UTC().AppendFormat(out, time.RFC3339Nano)
+		out = append(out, `","level":"WARN","msg":"access log lines dropped: the destination was too slow","component":"gateway","dropped":`...)
+		out = strconv.AppendInt(out, int64(drops), 10)
+		out = append(out, "}\n"...)
+	}
+	if len(out) > 0 {
+		_, _ = a.dst.Write(out)
+	}
+	if cap(out) > 4*accessLogFlushAt {
+		return make([]byte, 0, accessLogFlushAt) // do not keep a buffer a stall grew
+	}
+	return out[:0]
+}
+
+// write queues one line. It never waits for the destination.
+func (a *accessLog) write(line []byte) {
+	a.mu.Lock()
+	if len(a.buf)+len(line) > accessLogMaxBuffer {
+		a.drops++
+		a.mu.Unlock()
+		if a.dropped != nil {
+			a.dropped.Inc()
+		}
+		return
+	}
+	a.buf = append(a.buf, line...)
+	full := len(a.buf) >= accessLogFlushAt
+	a.mu.Unlock()
+	if full {
+		select {
+		case a.wake <- struct{}{}:
+		default:
 		}
 	}
 }
 
-func (a *accessLog) write(line []byte) {
-	a.mu.Lock()
-	_, _ = a.w.Write(line)
-	a.mu.Unlock()
-}
-
+// close writes what is buffered and stops the flusher.
 func (a *accessLog) close() {
 	close(a.stop)
 	<-a.done
-	a.mu.Lock()
-	_ = a.w.Flush()
-	a.mu.Unlock()
 }
 
 // logLine is what one access-log line reports. It never holds a token or a query string.

@@ -34,7 +34,8 @@ type Options struct {
 	// unreachable). Never a token. Default: discard.
 	Logger *slog.Logger
 	// AccessLog receives one JSON line per request, buffered (flushed every 200ms and on
-	// Close). Nil: access lines go through Logger instead, unbuffered and slower.
+	// Close) and never waited for: while it is stuck, lines beyond 8 MiB are dropped and
+	// counted. Nil: access lines go through Logger instead, unbuffered and slower.
 	AccessLog io.Writer
 	// Metrics is where the gateway registers its collectors (once, in New). Nil: not exported.
 	Metrics prometheus.Registerer
@@ -114,7 +115,7 @@ func New(ctx context.Context, opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if opts.AccessLog != nil {
-		g.access = newAccessLog(opts.AccessLog)
+		g.access = newAccessLog(opts.AccessLog, m.accessLogDropped)
 	}
 	if st.checker != nil {
 		go func() { _, _ = st.checker.Metadata(ctx) }() // warm-up; failures are retried on use

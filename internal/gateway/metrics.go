@@ -46,6 +46,7 @@ type metrics struct {
 
 	framing           [numFramingFlags]prometheus.Counter // requests refused for their framing, by reason
 	handshakeFailures prometheus.Counter
+	accessLogDropped  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -79,8 +80,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "portcullis_gateway_tls_handshake_failures_total",
 		Help: "Client connections whose TLS handshake failed or timed out.",
 	})
+	m.accessLogDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "portcullis_gateway_access_log_dropped_total",
+		Help: "Access log lines dropped because the log destination did not keep up.",
+	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.latency, m.authFailures, m.upstreamErrors, framing, m.handshakeFailures} {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.authFailures, m.upstreamErrors, framing, m.handshakeFailures, m.accessLogDropped} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"unicode/utf8"
 
 	"github.com/portcullis/portcullis/internal/tokencheck"
@@ -157,5 +161,58 @@ func TestMTLSWithoutSubjectsWarns(t *testing.T) {
 	}
 	if err := h.gw.Reload(h.cfg); err != nil {
 		t.Fatalf("the route must still load: %v", err)
+	}
+}
+
+// stuckWriter blocks every Write until released, like a full pipe or a disk in writeback.
+type stuckWriter struct {
+	release chan struct{}
+	mu      sync.Mutex
+	b       bytes.Buffer
+}
+
+func (w *stuckWriter) Write(p []byte) (int, error) {
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// TestAccessLogNeverBlocks: a stuck log destination never holds up a request; once the
+// buffer is full, lines are dropped, counted and reported when writing resumes.
+func TestAccessLogNeverBlocks(t *testing.T) {
+	w := &stuckWriter{release: make(chan struct{})}
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "dropped"})
+	a := newAccessLog(w, dropped)
+	line := (&logLine{time: time.Now(), requestID: "R", method: "GET", path: "/x", route: "r", status: 200}).appendJSON(nil)
+	n := 2 * accessLogMaxBuffer / len(line)
+	done := make(chan struct{})
+	go func() {
+		for range n {
+			a.write(line)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("writing access log lines blocked on a stuck destination")
+	}
+	if got := counterValue(dropped); got < float64(n/3) {
+		t.Errorf("dropped = %v of %d", got, n)
+	}
+	close(w.release)
+	a.close()
+	lines := strings.Split(strings.TrimSuffix(w.b.String(), "\n"), "\n")
+	if len(lines) >= n || len(lines) < n/3 {
+		t.Errorf("%d lines written of %d", len(lines), n)
+	}
+	for _, l := range lines {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("not a JSON line: %.100q", l)
+		}
+	}
+	if !strings.Contains(w.b.String(), `"msg":"access log lines dropped`) {
+		t.Error("no line reports the drops")
 	}
 }
