@@ -455,12 +455,8 @@ func bearerToken(v string) (tok string, scheme bool) {
 		return "", true
 	}
 	i := 0
-	for ; i < len(tok); i++ {
-		c := tok[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0 {
-			continue
-		}
-		break
+	for i < len(tok) && b64tokenTable[tok[i]] {
+		i++
 	}
 	for ; i < len(tok); i++ {
 		if tok[i] != '=' {
@@ -469,6 +465,14 @@ func bearerToken(v string) (tok string, scheme bool) {
 	}
 	return tok, true
 }
+
+// b64tokenTable marks the characters of an RFC 6750 b64token before its trailing '='.
+var b64tokenTable = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", byte(c)) >= 0
+	}
+	return t
+}()
 
 // looksLikeJWT reports whether tok has the shape of a compact JWS.
 func looksLikeJWT(tok string) bool { return strings.Count(tok, ".") == 2 }
@@ -530,10 +534,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			delete(h, k)
 		}
 	}
+	// One allocation for the values the gateway sets (each slice has len == cap, so an
+	// append by anyone else copies rather than writes into its neighbour).
+	vals := &[4]string{rs.authz, rs.clientIP, pr.In.Host, rs.id}
 	if rs.authz != "" {
-		h["Authorization"] = []string{rs.authz}
+		h["Authorization"] = vals[0:1:1]
 	}
-	h["X-Forwarded-For"] = []string{rs.clientIP}
+	h["X-Forwarded-For"] = vals[1:2:2]
 	proto := valHTTP
 	if pr.In.TLS != nil {
 		proto = valHTTPS
@@ -543,9 +550,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	h["X-Forwarded-Proto"] = proto
 	if pr.In.Host != "" {
-		h["X-Forwarded-Host"] = []string{pr.In.Host}
+		h["X-Forwarded-Host"] = vals[2:3:3]
 	}
-	h["X-Request-Id"] = []string{rs.id}
+	h["X-Request-Id"] = vals[3:4:4]
 }
 
 // modifyResponse cleans the upstream's response headers.
