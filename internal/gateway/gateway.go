@@ -42,6 +42,9 @@ type Options struct {
 	// Events carries token revocations and resyncs from the issuer. Nil: no feed, so cached
 	// introspection results last at most gateway.introspection.revocation_bound.
 	Events events.Bus
+	// SharedCache is a second-level introspection cache that replicas share (Redis, from
+	// tokencheck/rediscache); nil: each gateway keeps only its own.
+	SharedCache tokencheck.SharedStore
 	// HTTPClient talks to the issuer. Default: built from gateway.issuer_ca.
 	HTTPClient *http.Client
 	// Now is the clock of token checks (tests). Default time.Now.
@@ -411,6 +414,7 @@ func (b *builder) buildChecker(secret string) (*tokencheck.Checker, error) {
 		},
 		JWTCacheSize: gw.JWT.CacheSize,
 		Bus:          b.g.opts.Events,
+		Shared:       b.g.opts.SharedCache,
 		Metrics:      b.g.tcMetrics,
 		Logger:       b.g.opts.Logger,
 		Now:          b.g.opts.Now,

@@ -21,6 +21,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/events"
+	"github.com/portcullis/portcullis/internal/tokencheck"
 	"github.com/portcullis/portcullis/internal/tokencheck/tokenchecktest"
 	"github.com/portcullis/portcullis/jwtverify"
 )
@@ -81,6 +82,7 @@ type harness struct {
 	client  *http.Client
 	reg     *prometheus.Registry
 	log     *syncBuffer
+	shared  tokencheck.SharedStore
 }
 
 type harnessOpt func(*harness)
@@ -197,7 +199,7 @@ func (h *harness) startUpstream() {
 func (h *harness) start() {
 	t := h.t
 	gw, err := New(t.Context(), Options{
-		Config: h.cfg, Events: h.bus, Metrics: h.reg, AccessLog: h.log, Now: h.clk.Now,
+		Config: h.cfg, Events: h.bus, Metrics: h.reg, AccessLog: h.log, Now: h.clk.Now, SharedCache: h.shared,
 	})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)

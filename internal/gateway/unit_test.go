@@ -2,13 +2,17 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis/portcullis/internal/events"
 	"unicode/utf8"
 
 	"github.com/portcullis/portcullis/internal/tokencheck"
@@ -214,5 +218,61 @@ func TestAccessLogNeverBlocks(t *testing.T) {
 	}
 	if !strings.Contains(w.b.String(), `"msg":"access log lines dropped`) {
 		t.Error("no line reports the drops")
+	}
+}
+
+// memShared is an in-memory tokencheck.SharedStore, as Redis is for replicas.
+type memShared struct {
+	mu   sync.Mutex
+	vals map[string][]byte
+}
+
+func (m *memShared) Get(_ context.Context, hash string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.vals[hash], nil
+}
+
+func (m *memShared) Put(_ context.Context, hash string, value []byte, _ time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.vals[hash] = value
+	return nil
+}
+
+func (m *memShared) Revoke(_ context.Context, hash string, _ time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.vals, hash)
+	return nil
+}
+
+// TestSharedCacheBetweenReplicas: with Options.SharedCache, a second gateway serves a token
+// the first one introspected without asking the issuer again.
+func TestSharedCacheBetweenReplicas(t *testing.T) {
+	store := &memShared{vals: map[string][]byte{}}
+	h := newHarness(t, func(h *harness) { h.shared = store })
+	tok := h.opaque("orders:read")
+	if resp, body := h.do("GET", "/api/orders", tok, nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("first gateway: %d %s", resp.StatusCode, body)
+	}
+	if len(store.vals) != 1 {
+		t.Fatalf("the shared store holds %d answers, want 1", len(store.vals))
+	}
+	before := h.is.Introspections()
+	replica, err := New(t.Context(), Options{Config: h.cfg, Events: &events.Memory{}, Now: h.clk.Now, SharedCache: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = replica.Close() })
+	req := httptest.NewRequestWithContext(t.Context(), "GET", "https://gateway.example/api/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	replica.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("replica: %d %s", rec.Code, rec.Body)
+	}
+	if n := h.is.Introspections() - before; n != 0 {
+		t.Errorf("the replica asked the issuer %d times", n)
 	}
 }
