@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis/portcullis/internal/gateway"
 	"github.com/portcullis/portcullis/internal/issuer"
 	"github.com/portcullis/portcullis/internal/keys"
+	"github.com/portcullis/portcullis/internal/login"
 	"github.com/portcullis/portcullis/internal/secret"
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/store/sqlstore"
@@ -61,6 +62,7 @@ type App struct {
 	audit    *audit.Recorder
 	keys     *keys.Manager
 	secrets  *secret.Hasher
+	totp     *login.TOTP
 	issuer   *issuer.Server
 	gateway  *gateway.Gateway
 	registry *prometheus.Registry
@@ -203,6 +205,9 @@ func (a *App) buildIssuer(ctx context.Context, cfg *config.Config) error {
 	if a.secrets, err = NewHasher(ic, mk); err != nil {
 		return err
 	}
+	if a.totp, err = login.NewTOTP(mk.Derive(keys.PurposeTOTP)); err != nil {
+		return err
+	}
 	if err := SyncClients(ctx, a.store, ic); err != nil {
 		return fmt.Errorf("sync clients: %w", err)
 	}
@@ -211,7 +216,7 @@ func (a *App) buildIssuer(ctx context.Context, cfg *config.Config) error {
 	}
 	srv, err := issuer.New(issuer.Options{
 		Config: ic, Store: a.store, Keys: a.keys, Secrets: a.secrets, Events: a.bus,
-		Audit: a.audit, Logger: a.log, Metrics: a.imetrics,
+		Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp,
 	})
 	if err != nil {
 		return err
@@ -422,7 +427,7 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 		}
 		srv, err := issuer.New(issuer.Options{
 			Config: cfg.Issuer, Store: a.store, Keys: a.keys, Secrets: a.secrets, Events: a.bus,
-			Audit: a.audit, Logger: a.log, Metrics: a.imetrics,
+			Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp,
 		})
 		if err != nil {
 			return err

@@ -47,6 +47,7 @@ Commands:
   keys rotate   create a successor signing key (published before it signs)
   keys list     list the signing keys and their state
   clients add   register a client and print its generated secret once
+  users         add, disable, enable, set-password, list users; revoke-consent
   hash-secret   hash a client secret for portcullis.yaml (secret read from stdin)
   migrate       apply database migrations (PostgreSQL; SQLite migrates itself)
   version       print the version
@@ -85,6 +86,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return e.keys(rest)
 	case "clients":
 		return e.clients(rest)
+	case "users":
+		return e.users(rest)
 	case "hash-secret":
 		return e.hashSecret(rest)
 	case "migrate":

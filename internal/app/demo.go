@@ -10,7 +10,11 @@ import (
 
 	"encoding/json"
 	"fmt"
+	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/demoapi"
+	"github.com/portcullis/portcullis/internal/demoweb"
+	"github.com/portcullis/portcullis/internal/login"
+	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/web"
 	"github.com/portcullis/portcullis/jwtverify"
 	"io"
@@ -73,6 +77,23 @@ var demoClients = []DemoClient{
 	{ClientID: "globex-app", Scopes: []string{"orders:read"}, TokenFormat: "opaque"},
 	{ClientID: "reports-svc", Scopes: []string{"reports:read"}, TokenFormat: "jwt"},
 	{ClientID: "gateway", Scopes: []string{}, TokenFormat: "opaque", Role: "the gateway's introspection client"},
+	{ClientID: demoWebClient, Scopes: demoweb.Scopes, TokenFormat: "opaque", Role: "public web client (authorization code + PKCE) of the demo page /app/"},
+}
+
+// demoWebClient is the demo's public web client; its pages are served on the demo API's
+// listener under /app/.
+const demoWebClient = "demo-web"
+
+// demoUsers sign in at the issuer; their passwords are made on the first run and kept in
+// demo.json.
+var demoUsers = []struct {
+	username string
+	attrs    map[string]any
+}{
+	{"alice", map[string]any{"name": "Alice Liddell", "given_name": "Alice", "family_name": "Liddell",
+		"email": "alice@acme.example", "email_verified": true, "customer_id": "acme"}},
+	{"bob", map[string]any{"name": "Bob Smith", "given_name": "Bob", "family_name": "Smith",
+		"email": "bob@globex.example", "email_verified": true, "customer_id": "globex"}},
 }
 
 func (e env) demo(args []string) int {
@@ -136,6 +157,10 @@ func (e env) demo(args []string) int {
 	}
 	defer logFile.Close()
 	log := telemetry.NewLogger(logFile, cfg.Log.SlogLevel(), cfg.Log.Format)
+	if err := ensureDemoUsers(e.ctx, cfg, info, log); err != nil {
+		fmt.Fprintf(e.stderr, "portcullis demo: users: %v\n", err)
+		return ExitFailure
+	}
 	stopAPI, err := startDemoAPI(e.ctx, abs, info, lns["upstream"], log)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "portcullis demo: %v\n", err)
@@ -202,12 +227,15 @@ func prepareDemo(dir string, lns map[string]net.Listener) (*DemoInfo, error) {
 		}
 	}
 	// Secrets: reuse those of an earlier run in this directory (the store has their hashes).
-	prev := map[string]string{}
+	prev, prevPasswords := map[string]string{}, map[string]string{}
 	if b, err := os.ReadFile(filepath.Join(dir, "demo.json")); err == nil {
 		var old DemoInfo
 		if json.Unmarshal(b, &old) == nil {
 			for _, c := range old.Clients {
 				prev[c.ClientID] = c.ClientSecret
+			}
+			for _, u := range old.Users {
+				prevPasswords[u.Username] = u.Password
 			}
 		}
 	}
@@ -225,8 +253,21 @@ func prepareDemo(dir string, lns map[string]net.Listener) (*DemoInfo, error) {
 		Users:    []DemoUser{},
 		Routes:   []DemoRoute{},
 	}
+	for _, u := range demoUsers {
+		p := prevPasswords[u.username]
+		if login.CheckNewPassword(p) != nil {
+			p = secret.Random(12)
+		}
+		info.Users = append(info.Users, DemoUser{Username: u.username, Password: p})
+	}
+	webBase := fmt.Sprintf("https://127.0.0.1:%d", portOf(lns["upstream"]))
 	hashes := map[string]string{}
 	for _, c := range demoClients {
+		if c.ClientID == demoWebClient { // public: no secret; PKCE protects its codes
+			c.RedirectURIs = demoweb.RedirectURIs(webBase)
+			info.Clients = append(info.Clients, c)
+			continue
+		}
 		sec := prev[c.ClientID]
 		if !strings.HasPrefix(sec, secret.ClientSecretPrefix) {
 			sec = secret.Generate()
@@ -248,6 +289,7 @@ func prepareDemo(dir string, lns map[string]net.Listener) (*DemoInfo, error) {
 		"AdminPort":    portOf(lns[RoleAdmin]),
 		"Hashes":       hashes,
 		"Audience":     demoAudience,
+		"WebRedirects": demoweb.RedirectURIs(webBase),
 	})
 	if err != nil {
 		return nil, err
@@ -296,6 +338,11 @@ issuer:
       grant_types: []
       scopes: []
       introspect: true
+    - id: demo-web
+      auth_method: none
+      grant_types: [authorization_code, refresh_token]
+      scopes: [openid, profile, email, orders:read, offline_access]
+      redirect_uris: [{{range $i, $u := .WebRedirects}}{{if $i}}, {{end}}"{{$u}}"{{end}}]
 gateway:
   listen: 127.0.0.1:{{.GatewayPort}}
   tls: { cert: gateway.pem, key: gateway-key.pem }
@@ -375,9 +422,57 @@ curl -s --cacert %[6]s -H "Authorization: Bearer $ACME" %[2]s/internal/reports
 
 curl -s --cacert %[6]s -u acme-app:%[10]s -d "token=$ACME" %[3]s/revoke; curl -s -o /dev/null -w '%%{http_code}\n' --cacert %[6]s -H "Authorization: Bearer $ACME" %[2]s/api/orders
 
+6. Sign in as a person. Open %[4]s/app/ in a browser (the certificate is from the demo's
+   own CA, %[6]s: import it, or accept the warning) and sign in as
+       alice   password %[11]s   (customer acme)
+       bob     password %[12]s   (customer globex)
+   The page runs the authorization code flow with PKCE, verifies the ID token, and lists the
+   orders she may see, read through the gateway with her access token.
+
 Press Ctrl-C to stop.
 `, dir, info.Gateway, info.Issuer, info.Upstream, info.Admin, ca,
-		token("acme-app"), token("globex-app"), token("reports-svc"), secretOf["acme-app"])
+		token("acme-app"), token("globex-app"), token("reports-svc"), secretOf["acme-app"],
+		passwordOf(info, "alice"), passwordOf(info, "bob"))
+}
+
+// ensureDemoUsers creates the demo users, or brings them back to their demo.json password
+// and attributes (enabled) on a later run.
+func ensureDemoUsers(ctx context.Context, cfg *config.Config, info *DemoInfo, log *slog.Logger) error {
+	db, err := OpenStore(ctx, cfg, log.With("component", "store"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for i, du := range demoUsers {
+		hash, err := login.HashPassword(info.Users[i].Password)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		u, err := db.GetUserByName(ctx, du.username)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			err = db.CreateUser(ctx, store.User{ID: login.NewUserID(), Username: du.username, PasswordHash: hash, Attributes: du.attrs, CreatedAt: now, UpdatedAt: now})
+		case err == nil:
+			_, err = db.UpdateUser(ctx, u.ID, func(u store.User) (store.User, error) {
+				u.PasswordHash, u.Attributes, u.Disabled, u.UpdatedAt = hash, du.attrs, false, now
+				return u, nil
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", du.username, err)
+		}
+	}
+	return nil
+}
+
+func passwordOf(info *DemoInfo, username string) string {
+	for _, u := range info.Users {
+		if u.Username == username {
+			return u.Password
+		}
+	}
+	return ""
 }
 
 // startDemoAPI serves the demo orders API on ln over HTTPS. It verifies every JWT itself
@@ -404,7 +499,20 @@ func startDemoAPI(ctx context.Context, dir string, info *DemoInfo, ln net.Listen
 		jwks.Close()
 		return nil, err
 	}
-	srv := web.NewServer(web.ServerOptions{Handler: api.Handler(), TLS: tlsServer, Logger: log.With("component", "demo-api")})
+	// The demo's web client shares the listener: /app/ is the page a person signs in from.
+	app, err := demoweb.New(demoweb.Options{
+		Issuer: info.Issuer, ClientID: demoWebClient, BaseURL: info.Upstream, Gateway: info.Gateway,
+		HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsClient}},
+		Keys:       jwks, Logger: log.With("component", "demo-web"),
+	})
+	if err != nil {
+		jwks.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/app/", app.Handler())
+	mux.Handle("/", api.Handler())
+	srv := web.NewServer(web.ServerOptions{Handler: mux, TLS: tlsServer, Logger: log.With("component", "demo-api")})
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
