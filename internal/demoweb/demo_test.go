@@ -34,8 +34,12 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func startDemo(t *testing.T) *runningDemo {
 	t.Helper()
@@ -43,7 +47,9 @@ func startDemo(t *testing.T) *runningDemo {
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errOut := &lockedBuffer{}, &lockedBuffer{}
 	done := make(chan int, 1)
-	go func() { done <- app.Main(ctx, []string{"demo", "--dir", dir, "--ports", "auto"}, strings.NewReader(""), out, errOut) }()
+	go func() {
+		done <- app.Main(ctx, []string{"demo", "--dir", dir, "--ports", "auto"}, strings.NewReader(""), out, errOut)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
