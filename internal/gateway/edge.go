@@ -23,6 +23,7 @@ type edgeSettings struct {
 	tls              *tls.Config // nil: plain HTTP (gateway.insecure_http)
 	maxHead          int         // bound of a request head for the framing validator
 	handshakeTimeout time.Duration
+	headerTimeout    time.Duration // how long a head may take once its first byte came
 }
 
 func newEdgeSettings(cfg *config.Config) (edgeSettings, error) {
@@ -54,6 +55,15 @@ func newEdgeSettings(cfg *config.Config) (edgeSettings, error) {
 	}
 	if es.handshakeTimeout == 0 {
 		es.handshakeTimeout = 5 * time.Second
+	}
+	// net/http starts its header timeout when a request's first bytes arrive; here they are
+	// held until the head is complete, so the validator applies the same timeout itself.
+	es.headerTimeout = l.ReadHeaderTimeout
+	if es.headerTimeout <= 0 {
+		es.headerTimeout = l.ReadTimeout
+	}
+	if es.headerTimeout <= 0 {
+		es.headerTimeout = 5 * time.Second
 	}
 	return es, nil
 }
@@ -100,7 +110,7 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		fc := &framedConn{Conn: c}
-		fc.init(l.s.maxHead, &l.m.framing)
+		fc.init(l.s, &l.m.framing)
 		return fc, nil
 	}
 	select {
@@ -171,7 +181,7 @@ func (l *edgeListener) handshake(c net.Conn) {
 	var out net.Conn = tc
 	if state := tc.ConnectionState(); state.NegotiatedProtocol != "h2" {
 		fc := &framedConn{Conn: tc, tls: &state}
-		fc.init(l.s.maxHead, &l.m.framing)
+		fc.init(l.s, &l.m.framing)
 		out = tlsFramedConn{fc}
 	}
 	select {
@@ -211,6 +221,11 @@ type framedConn struct {
 	outBuf  *[]byte // the pooled buffer out lives in (nil: static or none)
 	discard bool    // a refused head was replaced: swallow everything that follows
 	failed  bool    // a body was refused: every read fails
+
+	headerTimeout time.Duration
+	dl            sync.Mutex // guards want and hold: net/http sets deadlines from another goroutine
+	want          time.Time  // the read deadline net/http asked for
+	hold          time.Time  // the deadline of the head being held (zero: none)
 }
 
 // errFraming ends the body of a request whose chunked framing the validator refused.
@@ -223,9 +238,48 @@ var refusedHead = []byte("GET / HTTP/1.1\r\nHost: refused.invalid\r\nConnection:
 // headBuffers hold incomplete heads (and a completed head on its way out).
 var headBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
-func (c *framedConn) init(maxHead int, flags *[numFramingFlags]prometheus.Counter) {
-	c.framing.init(maxHead)
+func (c *framedConn) init(s edgeSettings, flags *[numFramingFlags]prometheus.Counter) {
+	c.framing.init(s.maxHead)
+	c.headerTimeout = s.headerTimeout
 	c.flags = flags
+}
+
+// SetReadDeadline records net/http's read deadline. While a head is held back the
+// connection's own deadline is the earlier of it and the head's.
+func (c *framedConn) SetReadDeadline(t time.Time) error {
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	c.want = t
+	return c.Conn.SetReadDeadline(c.deadlineLocked())
+}
+
+// SetDeadline sets the write deadline and, as SetReadDeadline, the read deadline.
+func (c *framedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// holdFrom starts (or, with a zero time, ends) the header timeout of a held head.
+func (c *framedConn) holdFrom(start time.Time) {
+	if c.headerTimeout <= 0 {
+		return
+	}
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	c.hold = time.Time{}
+	if !start.IsZero() {
+		c.hold = start.Add(c.headerTimeout)
+	}
+	_ = c.Conn.SetReadDeadline(c.deadlineLocked())
+}
+
+func (c *framedConn) deadlineLocked() time.Time {
+	if c.hold.IsZero() || !c.want.IsZero() && c.want.Before(c.hold) {
+		return c.want
+	}
+	return c.hold
 }
 
 // Read reads from the connection and follows the bytes through the validator. In the
@@ -297,6 +351,7 @@ func (c *framedConn) filter(p []byte) int {
 		}
 		c.held = headBuffers.Get().(*[]byte)
 		*c.held = append((*c.held)[:0], p[start:]...)
+		c.holdFrom(time.Now())
 		return start
 	}
 	return len(p)
@@ -332,6 +387,7 @@ func (c *framedConn) readHeld() error {
 		c.discard = true
 		if !began {
 			putBuffer(&c.held) // the refused head itself: net/http never sees it
+			c.holdFrom(time.Time{})
 			c.out = refusedHead
 			return nil
 		}
@@ -341,6 +397,7 @@ func (c *framedConn) readHeld() error {
 		*next = append((*next)[:0], buf[old+f.lastStart:]...)
 		c.release(buf[:old+f.lastStart])
 		c.held = next
+		c.holdFrom(time.Now())
 	case !f.inHead():
 		c.release(buf)
 	}
@@ -352,6 +409,7 @@ func (c *framedConn) release(b []byte) {
 	*c.held = b
 	c.outBuf, c.held = c.held, nil
 	c.out = b
+	c.holdFrom(time.Time{})
 }
 
 // count records a refusal in the metrics.

@@ -439,3 +439,30 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestSlowHeadIsCutOff: heads are held back until complete, so the listener applies the
+// header timeout itself from a head's first byte (as net/http would); a head trickling in
+// within it is served.
+func TestSlowHeadIsCutOff(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *config.Config, _ *harness) {
+		c.Gateway.Limits.ReadHeaderTimeout = 400 * time.Millisecond
+		c.Gateway.Limits.IdleTimeout = 30 * time.Second
+	}))
+	c := h.dialRaw(nil)
+	for _, part := range []string{"GET /public/x HT", "TP/1.1\r\nHo", "st: x\r\n\r\n"} {
+		c.write(part)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, body := c.response(); resp.StatusCode != 200 {
+		t.Fatalf("a head sent in pieces: %d %s", resp.StatusCode, body)
+	}
+	// The next head starts on the kept-alive connection and never ends.
+	c.write("GET /public/y HTTP/1.1\r\nHost: x\r\n")
+	start := time.Now()
+	if !c.closed() {
+		t.Fatal("the connection stayed open")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("closed after %v, want about the header timeout", d)
+	}
+}

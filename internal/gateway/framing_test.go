@@ -369,7 +369,7 @@ func (s *scriptConn) Read(p []byte) (int, error) {
 // reader asking for size bytes) and returns what the reader got and the error that ended it.
 func readThrough(data []byte, step, size int) ([]byte, error, *framedConn) {
 	fc := &framedConn{Conn: &scriptConn{data: data, step: step}}
-	fc.init(testMaxHead, nil)
+	fc.init(edgeSettings{maxHead: testMaxHead}, nil)
 	var got []byte
 	p := make([]byte, size)
 	for {
@@ -461,7 +461,7 @@ func BenchmarkFramedConnRead(b *testing.B) {
 	req := []byte("GET /api/orders/7 HTTP/1.1\r\nHost: gateway.example\r\nAuthorization: Bearer " + strings.Repeat("x", 43) + "\r\n\r\n")
 	sc := &scriptConn{step: len(req)}
 	fc := &framedConn{Conn: sc}
-	fc.init(testMaxHead, nil)
+	fc.init(edgeSettings{maxHead: testMaxHead}, nil)
 	p := make([]byte, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
