@@ -23,7 +23,7 @@ type Metrics struct {
 //	portcullis_gateway_introspection_duration_seconds
 //	portcullis_gateway_introspection_cache_evictions_total (revocations and flushes)
 //	portcullis_gateway_jwt_verifications_total{outcome="valid|invalid|error"}
-//	portcullis_gateway_shared_cache_lookups_total{result="hit|negative_hit|miss|stale|rejected|error|skipped"}
+//	portcullis_gateway_shared_cache_lookups_total{result="hit|negative_hit|miss|stale|rejected|unverifiable|error|skipped"}
 //	portcullis_gateway_shared_cache_writes_total{op="put|revoke",result="ok|error|dropped"}
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}, []string{"outcome"})
 	shared := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_gateway_shared_cache_lookups_total",
-		Help: "Lookups in the introspection cache shared by replicas (Redis), by result: stale and rejected entries are not used; error and skipped mean the shared cache is unreachable and the issuer is asked directly.",
+		Help: "Lookups in the introspection cache shared by replicas (Redis), by result: stale, rejected (failed a check) and unverifiable (issuer keys unavailable) entries are not used; error and skipped mean the shared cache is unreachable and the issuer is asked directly.",
 	}, []string{"result"})
 	sharedWrites := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_gateway_shared_cache_writes_total",

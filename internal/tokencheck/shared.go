@@ -141,12 +141,17 @@ func (s *sharedCache) load(ctx context.Context, token, hash string) (Principal, 
 		return Principal{}, false, false
 	}
 	claims, err := s.in.verifier.Verify(ctx, string(answer))
-	if err != nil {
-		if errors.Is(err, jwtverify.ErrExpired) {
-			s.m.shared.WithLabelValues("stale").Inc()
-		} else {
-			s.reject("the answer does not verify: " + err.Error())
-		}
+	switch {
+	case errors.Is(err, jwtverify.ErrExpired):
+		s.m.shared.WithLabelValues("stale").Inc()
+		return Principal{}, false, false
+	case errors.Is(err, jwtverify.ErrKeysUnavailable):
+		// Not the entry's fault: the issuer's keys cannot be fetched (the issuer will most
+		// likely not answer an introspection either).
+		s.m.shared.WithLabelValues("unverifiable").Inc()
+		return Principal{}, false, false
+	case err != nil:
+		s.reject("the answer does not verify: " + err.Error())
 		return Principal{}, false, false
 	}
 	p, active, err := s.in.fromClaims(claims)

@@ -566,3 +566,20 @@ func FuzzUnseal(f *testing.F) {
 		}
 	})
 }
+
+// A shared entry that cannot be verified because the issuer's keys cannot be fetched is not
+// taken for a forgery, and the request fails as unavailable, never as a pass.
+func TestSharedCacheIssuerKeysUnavailable(t *testing.T) {
+	r := newReplicas(t, 2)
+	tok := r.is.Opaque(tokenchecktest.Grant{Subject: "alice", ClientID: "app"})
+	if _, err := r.checks[0].Opaque(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	r.is.SetDown(true) // replica 1 has never fetched the issuer's keys
+	if _, err := r.checks[1].Opaque(t.Context(), tok); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if r.lookups("unverifiable") != 1 || r.lookups("rejected") != 0 {
+		t.Errorf("lookups unverifiable=%v rejected=%v, want 1 and 0", r.lookups("unverifiable"), r.lookups("rejected"))
+	}
+}
