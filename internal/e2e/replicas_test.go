@@ -200,6 +200,23 @@ log: { level: info, format: json }
 		t.Errorf("three replicas made %d signing keys, want 1", n)
 	}
 	startUpstream()
+	// A gateway looks up its issuer (through the balancer) at start-up and, after a failure,
+	// at most once a second; A's first look-up ran before any issuer listened. Wait until
+	// every gateway checks tokens.
+	probe := c.mustToken(t, c.replicas[0])
+	for _, r := range c.replicas {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			status, body, _, _ := c.api(t, r, probe)
+			if status == http.StatusOK {
+				break
+			}
+			if status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				t.Fatalf("%s's gateway does not check tokens: %d %s", r.name, status, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	return c
 }
 
