@@ -184,6 +184,7 @@ func (a *App) build(ctx context.Context, o Options) error {
 	if cfg.Gateway != nil {
 		gw, err := gateway.New(ctx, gateway.Options{
 			Config: cfg, Logger: a.log, AccessLog: o.AccessLog, Metrics: a.registry, Events: a.bus,
+			SharedCache: a.cache.Shared,
 		})
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)

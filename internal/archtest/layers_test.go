@@ -19,7 +19,7 @@ var layers = []struct {
 }{
 	{"cmd", 5, []string{"cmd"}},
 	{"app", 4, []string{"internal/app"}},
-	{"surface", 3, []string{"internal/issuer", "internal/gateway", "internal/tokenhandler", "internal/demoapi", "internal/admin"}},
+	{"surface", 3, []string{"internal/issuer", "internal/gateway", "internal/tokenhandler", "internal/demoapi", "internal/demoweb", "internal/admin"}},
 	{"capability", 2, []string{"internal/issuer/grant", "internal/token", "internal/keys", "internal/tokencheck", "internal/ratelimit", "internal/seal", "internal/secret", "internal/audit", "internal/abuse", "internal/login", "internal/store/sqlstore", "internal/events/redisbus"}},
 	{"foundation", 1, []string{"internal/oauth", "internal/store", "internal/web", "internal/telemetry", "internal/config", "internal/events"}},
 	{"jwtverify", 0, []string{"jwtverify"}},
