@@ -123,6 +123,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	var wg sync.WaitGroup
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
+		// Logged before Serve starts: serving TLS configures s.srv.TLSConfig (HTTP/2), so
+		// reading it afterwards from here would race.
+		a.log.Info("listening", "role", s.role, "addr", s.ln.Addr().String(), "tls", s.srv.TLSConfig != nil)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -131,7 +134,6 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 				cancel()
 			}
 		}()
-		a.log.Info("listening", "role", s.role, "addr", s.ln.Addr().String(), "tls", s.srv.TLSConfig != nil)
 	}
 	if a.keys != nil {
 		wg.Add(1)
