@@ -67,6 +67,22 @@ func TestBrowserSignIn(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("password"), d.password(t, "alice")),
 		chromedp.Click(chromedp.ID("sign-in")),
 		chromedp.WaitVisible(chromedp.ID("allow")),
+	)
+	if err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("sign-in: %v (page: %s)", err, loc)
+	}
+	// The consent page is styled by the issuer's own stylesheet, which its CSP allows.
+	radius, err := chromedp.Run(step, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("main.card")).borderTopLeftRadius`))
+	if err != nil || radius != "12px" {
+		t.Errorf("the issuer's stylesheet did not apply (border radius %q, %v)", radius, err)
+	}
+	if keep := os.Getenv("PORTCULLIS_KEEP_SCREENSHOT"); keep != "" {
+		if b, err := chromedp.Run(step, chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(strings.TrimSuffix(keep, ".png")+"-consent.png", b, 0o600)
+		}
+	}
+	err = chromedp.Do(step,
 		chromedp.Click(chromedp.ID("allow")),
 		chromedp.WaitVisible(chromedp.ID("user-name")),
 	)
