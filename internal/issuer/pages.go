@@ -187,7 +187,6 @@ type pageData struct {
 	Scopes    []scopeLine
 	RequestID string
 	Signed    bool // logout: a session exists
-	Redirect  string
 }
 
 type scopeLine struct{ Name, Description string }
