@@ -157,7 +157,7 @@ func TestCheckTOTP(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name, code, reason string
-		at             time.Time
+		at                 time.Time
 	}{
 		{"same code again", code(now), "one-time code already used", now},
 		{"previous step after a later one", code(now.Add(-30 * time.Second)), "one-time code already used", now},
