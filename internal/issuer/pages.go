@@ -259,13 +259,14 @@ func hashBind(v string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// browserBinding returns the browser's binding value, setting a fresh cookie when the
-// browser has none.
+// browserBinding returns the browser's binding value: the one its cookie holds (so
+// transactions in several tabs all work), or a fresh one. The cookie is set again either
+// way, so it outlives the newest transaction.
 func (s *Server) browserBinding(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(s.cookies.bind); err == nil && len(c.Value) == 43 {
-		return c.Value
-	}
 	v := secret.Random(32)
+	if c, err := r.Cookie(s.cookies.bind); err == nil && len(c.Value) == 43 {
+		v = c.Value
+	}
 	s.cookies.set(w, s.cookies.bind, v, int(s.login.TransactionTTL.Seconds())+60)
 	return v
 }
