@@ -101,9 +101,11 @@ func (e env) demo(args []string) int {
 		"Runs Portcullis on loopback with nothing to set up: it writes a config, a master key,\n"+
 			"signing keys and a local CA into DIR (a new temporary directory by default), starts\n"+
 			"the issuer and the admin listener over HTTPS, and prints a walkthrough of curl\n"+
-			"commands that work as printed. DIR/demo.json lists the URLs, the CA file and the\n"+
-			"demo clients with their secrets for scripts and tests. Running it again with the\n"+
-			"same --dir keeps the keys, clients and tokens. Ctrl-C stops it.")
+			"commands that work as printed. DIR/demo.json lists the URLs, the CA file, the\n"+
+			"demo clients with their secrets and the demo users (alice, bob) with their passwords\n"+
+			"for scripts and tests; a web page on the demo API's port (/app/) signs them in with\n"+
+			"the authorization code flow. Running it again with the same --dir keeps the keys,\n"+
+			"clients, users and tokens. Ctrl-C stops it.")
 	dir := fs.String("dir", "", "directory for the demo's files (default: a new temporary directory)")
 	ports := fs.String("ports", "fixed", "fixed (issuer 9443, gateway 8443, API 9001, admin 9090) or auto (free ports)")
 	if code, ok := e.parse(fs, args); !ok {
