@@ -73,19 +73,26 @@ type App struct {
 // OpenStore opens the configured store. SQLite always migrates (it is embedded);
 // PostgreSQL migrates only with storage.auto_migrate.
 func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sqlstore.DB, error) {
+	o := storeOptions(cfg)
+	o.AutoMigrate = cfg.Storage.Driver == "sqlite" || cfg.Storage.AutoMigrate
+	o.Logger = log
+	return sqlstore.Open(ctx, o)
+}
+
+// storeOptions translates the storage section (without migration policy or logger).
+func storeOptions(cfg *config.Config) sqlstore.Options {
 	s := cfg.Storage
 	dsn := s.DSN
 	if s.Driver == "sqlite" {
 		dsn = sqliteDSN(cfg, dsn)
 	}
-	return sqlstore.Open(ctx, sqlstore.Options{
+	return sqlstore.Options{
 		Driver:       s.Driver,
 		DSN:          dsn,
-		AutoMigrate:  s.Driver == "sqlite" || s.AutoMigrate,
+		Schema:       s.Schema,
 		QueryTimeout: s.QueryTimeout,
 		MaxOpenConns: s.MaxOpenConns,
-		Logger:       log,
-	})
+	}
 }
 
 // sqliteDSN resolves a relative file: path against the config file's directory.

@@ -565,13 +565,9 @@ func (e env) migrate(args []string) int {
 	if !ok {
 		return code
 	}
-	dsn := cfg.Storage.DSN
-	if cfg.Storage.Driver == "sqlite" {
-		dsn = sqliteDSN(cfg, dsn)
-	}
-	o := sqlstore.Options{Driver: cfg.Storage.Driver, DSN: dsn, QueryTimeout: cfg.Storage.QueryTimeout}
+	o := storeOptions(cfg)
 	if *status {
-		db, err := sqlstore.Open(e.ctx, sqlstore.Options{Driver: o.Driver, DSN: o.DSN, QueryTimeout: o.QueryTimeout})
+		db, err := sqlstore.Open(e.ctx, o)
 		if err != nil {
 			fmt.Fprintf(e.stdout, "not current: %v\n", err)
 			return ExitFailure

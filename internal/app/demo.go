@@ -3,6 +3,8 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -108,8 +110,18 @@ func (e env) demo(args []string) int {
 			"clients, users and tokens. Ctrl-C stops it.")
 	dir := fs.String("dir", "", "directory for the demo's files (default: a new temporary directory)")
 	ports := fs.String("ports", "fixed", "fixed (issuer 9443, gateway 8443, API 9001, admin 9090) or auto (free ports)")
+	storageURL := fs.String("storage", "", "a postgres:// URL to keep the demo's data in PostgreSQL (its own schema) instead of SQLite in DIR")
+	cacheURL := fs.String("cache", "", "a redis:// URL for the event bus, shared caches and limits (its own key prefix) instead of memory")
 	if code, ok := e.parse(fs, args); !ok {
 		return code
+	}
+	if *storageURL != "" && !strings.HasPrefix(*storageURL, "postgres://") && !strings.HasPrefix(*storageURL, "postgresql://") {
+		fmt.Fprintln(e.stderr, "portcullis demo: --storage must be a postgres:// URL")
+		return ExitUsage
+	}
+	if *cacheURL != "" && !strings.HasPrefix(*cacheURL, "redis://") && !strings.HasPrefix(*cacheURL, "rediss://") {
+		fmt.Fprintln(e.stderr, "portcullis demo: --cache must be a redis:// URL")
+		return ExitUsage
 	}
 	if *ports != "fixed" && *ports != "auto" {
 		fmt.Fprintln(e.stderr, "portcullis demo: --ports must be fixed or auto")
@@ -140,7 +152,7 @@ func (e env) demo(args []string) int {
 		}
 		return ExitFailure
 	}
-	info, err := prepareDemo(abs, lns)
+	info, err := prepareDemo(abs, lns, demoBackends{storage: *storageURL, cache: *cacheURL})
 	if err != nil {
 		for _, ln := range lns {
 			ln.Close()
@@ -207,7 +219,7 @@ func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
 // prepareDemo writes (or reuses) the demo's key material, certificates and secrets, then
 // writes portcullis.yaml for the bound ports.
-func prepareDemo(dir string, lns map[string]net.Listener) (*DemoInfo, error) {
+func prepareDemo(dir string, lns map[string]net.Listener, be demoBackends) (*DemoInfo, error) {
 	mkPath := filepath.Join(dir, "master.key")
 	mk, err := keys.LoadMasterKey(mkPath, "")
 	if err != nil {
@@ -283,8 +295,15 @@ func prepareDemo(dir string, lns map[string]net.Listener) (*DemoInfo, error) {
 			}
 		}
 	}
+	id, err := demoID(dir)
+	if err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	err = demoConfig.Execute(&buf, map[string]any{
+		"Storage":      be.storage,
+		"Cache":        be.cache,
+		"ID":           id,
 		"IssuerPort":   portOf(lns[RoleIssuer]),
 		"GatewayPort":  portOf(lns[RoleGateway]),
 		"UpstreamPort": portOf(lns["upstream"]),
@@ -364,7 +383,14 @@ gateway:
       match: { path_prefix: /internal/reports, methods: [GET] }
       upstream: { url: "https://127.0.0.1:{{.UpstreamPort}}", ca: ca.pem }
       auth: { method: jwt, scopes: [reports:read] }
+{{- if .Storage}}
+storage: { driver: postgres, dsn: {{printf "%q" .Storage}}, schema: portcullis_demo_{{.ID}}, auto_migrate: true }
+{{- else}}
 storage: { driver: sqlite, dsn: "file:portcullis.db" }
+{{- end}}
+{{- if .Cache}}
+cache: { driver: redis, url: {{printf "%q" .Cache}}, prefix: "portcullis:demo-{{.ID}}:" }
+{{- end}}
 admin: { listen: 127.0.0.1:{{.AdminPort}}, tls: { cert: admin.pem, key: admin-key.pem } }
 log: { level: info, format: json }
 `))
@@ -524,4 +550,23 @@ func startDemoAPI(ctx context.Context, dir string, info *DemoInfo, ln net.Listen
 		}
 	}()
 	return func() { cancel(); <-done; jwks.Close() }, nil
+}
+
+// demoBackends are the demo's optional shared backends (empty: SQLite in DIR, memory).
+type demoBackends struct{ storage, cache string }
+
+// demoID names this demo directory's PostgreSQL schema and Redis prefix, so demos sharing a
+// server never see each other's data and a rerun in the same DIR finds its own again.
+func demoID(dir string) (string, error) {
+	p := filepath.Join(dir, "demo.id")
+	if b, err := os.ReadFile(p); err == nil {
+		id := strings.TrimSpace(string(b))
+		if len(id) == 16 && strings.Trim(id, "0123456789abcdef") == "" {
+			return id, nil
+		}
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	return id, writeFile(p, []byte(id+"\n"), 0o600)
 }

@@ -121,6 +121,7 @@ type AssertionSettings struct {
 type Storage struct {
 	Driver       string        `yaml:"driver"` // sqlite (default) | postgres
 	DSN          string        `yaml:"dsn"`
+	Schema       string        `yaml:"schema"`       // postgres: the schema to use (created if missing); default: the server's search_path
 	AutoMigrate  bool          `yaml:"auto_migrate"` // postgres: run migrations at start-up (sqlite always does)
 	QueryTimeout time.Duration `yaml:"query_timeout"`
 	MaxOpenConns int           `yaml:"max_open_conns"`

@@ -71,6 +71,9 @@ func (c *Config) validateStorage(ps *Problems) {
 	default:
 		ps.add("storage.driver", "must be sqlite or postgres, not %q", s.Driver)
 	}
+	if s.Schema != "" && (s.Driver != "postgres" || !schemaPattern.MatchString(s.Schema)) {
+		ps.add("storage.schema", "postgres only; letters, digits and _, starting with a letter or _")
+	}
 	if s.QueryTimeout < 0 || s.QueryTimeout > time.Minute {
 		ps.add("storage.query_timeout", "must be between 0 and 1m")
 	}
@@ -89,6 +92,7 @@ var (
 	// reservedClaims are set by the issuer itself and cannot be configured.
 	reservedClaims  = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "typ", "auth_time", "acr", "amr", "nonce", "azp", "sid", "at_hash", "c_hash", "token_type", "active", "username"}
 	clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	schemaPattern   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 	claimPattern    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 )
 
