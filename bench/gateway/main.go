@@ -4,18 +4,21 @@
 //
 //	direct         the upstream itself
 //	bare proxy     a bare httputil.ReverseProxy in front (bench/gateway/bareproxy, its own
-//	               process, the gateway's TLS and transport settings)
+//	               process, the gateway's TLS and transport settings), carrying the opaque
+//	               token, and again ("bare proxy, jwt") carrying the JWT the jwt case sends
 //	gateway oauth  the real portcullis binary (issuer + gateway, from a demo-generated
 //	               config) on an oauth route with a warm cache: one opaque token,
 //	               introspected once, then served from the cache
 //	gateway jwt    the same gateway on a jwt route: an internal client's at+jwt, verified
 //	               once, then cached by hash
 //
-// The load is closed-loop HTTP/1.1 keep-alive over TLS: -conns connections, each sending its
-// next request when the last answer arrived, a warm-up, then -duration measured. Then an
-// "equal load" run sends a fixed rate (-load times the bare proxy's throughput, open loop,
-// latency measured from each request's scheduled time) to compare p99 at the same load.
-// CPU per request comes from /proc/PID/stat (utime+stime) over the measured window.
+// The load is closed-loop HTTP/1.1 keep-alive over TLS: -conns connections per case, each
+// sending its next request when the last answer arrived. After a warm-up, the cases take
+// turns in half-second slices until each had -duration measured, so load from elsewhere on
+// the machine falls on all of them alike. Then an "equal load" run sends a fixed rate (-load
+// times the bare proxy's throughput, open loop, latency measured from each request's
+// scheduled time) to compare p99 at the same load. CPU per request comes from /proc/PID/stat
+// (utime+stime) over the measured slices.
 //
 //	go run ./bench/gateway                                  # builds the binaries, 10s per case
 //	go run ./bench/gateway -duration 10s -conns 32 -rounds 3
@@ -74,7 +77,7 @@ func run() int {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each case")
 	flag.IntVar(&o.conns, "conns", 32, "keep-alive connections (closed loop: one request in flight each)")
 	flag.IntVar(&o.rounds, "rounds", 1, "rounds of the four cases (interleaved, to spread machine noise)")
-	flag.Float64Var(&o.load, "load", 0.7, "equal-load rate as a fraction of the bare proxy's throughput (0: skip)")
+	flag.Float64Var(&o.load, "load", 0.6, "equal-load rate as a fraction of the bare proxy's throughput (0: skip)")
 	flag.StringVar(&o.bin, "bin", "", "portcullis binary to run (default: go build ./cmd/portcullis)")
 	flag.StringVar(&o.dir, "dir", "", "working directory (default: a new temporary one)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (config, logs)")
@@ -140,23 +143,15 @@ func bench(o options) error {
 	if err := waitReady(api, info, gw); err != nil {
 		return err
 	}
-	opaque, err := token(api, info, "acme-app")
-	if err != nil {
-		return err
-	}
-	jwt, err := token(api, info, "reports-svc")
-	if err != nil {
-		return err
-	}
 	gwAddr := hostOf(info.Gateway)
 	// Every case sends a bearer token, as a client of the API would: the bare proxy and the
 	// upstream pass it on untouched; the gateway checks it and forwards its own JWT.
 	cases := []*benchCase{
-		{id: "direct", name: "direct", addr: up.addr, req: request("/api/orders/A-1001", opaque), ref: 1},
-		{id: "bare", name: "bare proxy", addr: bare.addr, proc: bare, req: request("/api/orders/A-1001", opaque), ref: 1},
-		{id: "bare-jwt", name: "bare proxy, jwt", addr: bare.addr, proc: bare, req: request("/api/orders/A-1001", jwt), ref: 1},
-		{id: "oauth", name: "gateway oauth", addr: gwAddr, proc: gw, req: request("/bench/oauth/A-1001", opaque), metric: "portcullis_gateway_introspections_total", ref: 1},
-		{id: "jwt", name: "gateway jwt", addr: gwAddr, proc: gw, req: request("/bench/jwt/A-1001", jwt), ref: 2},
+		{id: "direct", name: "direct", addr: up.addr, path: "/api/orders/A-1001", token: "opaque", ref: 1},
+		{id: "bare", name: "bare proxy", addr: bare.addr, proc: bare, path: "/api/orders/A-1001", token: "opaque", ref: 1},
+		{id: "bare-jwt", name: "bare proxy, jwt", addr: bare.addr, proc: bare, path: "/api/orders/A-1001", token: "jwt", ref: 1},
+		{id: "oauth", name: "gateway oauth", addr: gwAddr, proc: gw, path: "/bench/oauth/A-1001", token: "opaque", metric: "portcullis_gateway_introspections_total", ref: 1},
+		{id: "jwt", name: "gateway jwt", addr: gwAddr, proc: gw, path: "/bench/jwt/A-1001", token: "jwt", ref: 2},
 	}
 	if o.only != "" {
 		cases = selectCases(cases, strings.Split(o.only, ","))
@@ -164,30 +159,55 @@ func bench(o options) error {
 	tlsCfg := &tls.Config{RootCAs: roots, NextProtos: []string{"http/1.1"}, ClientSessionCache: tls.NewLRUClientSessionCache(256)}
 	for _, c := range cases {
 		c.tls = tlsCfg
-		// The token is checked (introspected, verified) here. The gateway may not have the
-		// issuer's metadata yet (it asks before the issuer listens, and retries after a pause).
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			err := c.once()
-			if err == nil {
-				break
+	}
+	// fresh gets new tokens (access tokens live 5 minutes) and sends each case's request once:
+	// the opaque token is introspected and the JWT verified here, before anything is measured.
+	fresh := func() error {
+		tokens := map[string]string{}
+		for kind, client := range map[string]string{"opaque": "acme-app", "jwt": "reports-svc"} {
+			t, err := token(api, info, client)
+			if err != nil {
+				return err
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: %w", c.name, err)
+			tokens[kind] = t
+		}
+		for _, c := range cases {
+			c.req = request(c.path, tokens[c.token])
+			// The gateway may not have the issuer's metadata yet (it asks before the issuer
+			// listens, and retries after a pause).
+			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				err := c.once()
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("%s: %w", c.name, err)
+				}
 			}
 		}
+		return nil
 	}
 
 	fmt.Printf("gateway benchmark: %d connections, HTTP/1.1 keep-alive over TLS, %v warm-up + %v per case, %d CPUs\n",
 		o.conns, o.warmup, o.duration, numCPU())
 	var all [][]result
 	for round := 1; round <= o.rounds; round++ {
+		if err := fresh(); err != nil {
+			return err
+		}
 		la := loadavg()
-		var rs []result
-		for _, c := range cases {
-			before := scrape(api, info.Admin, c.metric)
-			r := closedLoop(c, o.conns, o.warmup, o.duration, up)
-			r.checks = scrape(api, info.Admin, c.metric) - before
-			rs = append(rs, r)
+		before := make([]float64, len(cases))
+		for i, c := range cases {
+			before[i] = scrape(api, info.Admin, c.metric)
+		}
+		rs, err := interleaved(cases, o, up, func(c *benchCase, pool []*conn, d time.Duration, acc *accum) {
+			closedSlice(c, pool, d, acc)
+		})
+		if err != nil {
+			return err
+		}
+		for i, c := range cases {
+			rs[i].checks = scrape(api, info.Admin, c.metric) - before[i]
 		}
 		all = append(all, rs)
 		fmt.Printf("\nround %d (load average before %s, after %s)\n", round, la, loadavg())
@@ -199,14 +219,21 @@ func bench(o options) error {
 	if o.load > 0 {
 		bareRate := median(all, slices.IndexFunc(cases, func(c *benchCase) bool { return c.id == "bare" }), func(r result) float64 { return r.rps })
 		rate := o.load * bareRate
-		la := loadavg()
-		var rs []result
-		for _, c := range cases {
-			rs = append(rs, openLoop(c, o.conns, rate, o.duration, up))
+		if err := fresh(); err != nil {
+			return err
 		}
-		fmt.Printf("\nequal load: %.0f req/s to every case (%.0f%% of the bare proxy's throughput), open loop, latency from the scheduled send time (load average before %s, after %s)\n",
-			rate, 100*o.load, la, loadavg())
-		printOpen(rs)
+		la := loadavg()
+		lo := o
+		lo.conns = max(4*o.conns, 64) // enough in flight that the generator never lags the schedule
+		rs, err := interleaved(cases, lo, up, func(c *benchCase, pool []*conn, d time.Duration, acc *accum) {
+			openSlice(c, pool, rate, d, acc)
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nequal load: %.0f req/s to every case (%.0f%% of the bare proxy's throughput), open loop over %d connections, latency from the scheduled send time (load average before %s, after %s)\n",
+			rate, 100*o.load, lo.conns, la, loadavg())
+		printOpen(rs, rate)
 	}
 	return nil
 }
@@ -269,8 +296,16 @@ type demoInfo struct {
 // variant of that config.
 func prepareDemo(bin, dir string) (demoInfo, error) {
 	var info demoInfo
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return info, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "..", "demo.log"))
+	if err != nil {
+		return info, err
+	}
+	defer logf.Close()
 	cmd := exec.Command(bin, "demo", "--dir", dir, "--ports", "auto")
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	cmd.Stdout, cmd.Stderr = io.Discard, logf
 	if err := cmd.Start(); err != nil {
 		return info, err
 	}
@@ -588,6 +623,8 @@ type benchCase struct {
 	id     string
 	name   string
 	addr   string
+	path   string
+	token  string // which token it sends: opaque or jwt
 	req    []byte
 	proc   *process // the proxy whose CPU is reported (nil: direct)
 	metric string   // a counter that must not move during the run (the opaque token was introspected once)
@@ -664,153 +701,160 @@ type result struct {
 	ref         int
 }
 
-// worker state shared by the load loops.
-type recorder struct {
+// accum collects one case's measurements over all of its slices.
+type accum struct {
 	mu       sync.Mutex
 	lat      []time.Duration
 	errors   int
 	firstErr string
+	elapsed  time.Duration
+	proxyCPU time.Duration
+	upCPU    time.Duration
+	loadCPU  time.Duration
 }
 
-func (r *recorder) add(lat []time.Duration, errs int, first string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lat = append(r.lat, lat...)
-	r.errors += errs
-	if r.firstErr == "" {
-		r.firstErr = first
+func (a *accum) add(lat []time.Duration, errs int, first string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.lat = append(a.lat, lat...)
+	a.errors += errs
+	if a.firstErr == "" {
+		a.firstErr = first
 	}
 }
 
-const (
-	phaseWarm int32 = iota
-	phaseMeasure
-	phaseStop
-)
+// sliceLen is how long one case runs before the next case takes over. The cases take turns
+// in short slices for the whole run, so a burst of load from elsewhere on the machine falls
+// on all of them alike rather than on whichever case happened to be running.
+const sliceLen = 500 * time.Millisecond
 
-// closedLoop runs conns connections that each send a request as soon as the last answer
-// arrived: warm-up, then the measured window.
-func closedLoop(c *benchCase, conns int, warmup, dur time.Duration, up *process) result {
-	var phase atomic.Int32
-	rec := &recorder{}
+// interleaved opens o.conns keep-alive connections per case, warms every case up, then runs
+// the cases in turns of sliceLen until each had o.duration, measuring only inside slices.
+func interleaved(cases []*benchCase, o options, up *process, run func(*benchCase, []*conn, time.Duration, *accum)) ([]result, error) {
+	pools := make([][]*conn, len(cases))
+	defer func() {
+		for _, pool := range pools {
+			for _, k := range pool {
+				if k != nil {
+					k.close()
+				}
+			}
+		}
+	}()
+	for i, c := range cases {
+		for range o.conns {
+			k, err := c.dial()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", c.name, err)
+			}
+			pools[i] = append(pools[i], k)
+		}
+		run(c, pools[i], o.warmup, &accum{})
+	}
+	accs := make([]*accum, len(cases))
+	for i := range accs {
+		accs[i] = &accum{}
+	}
+	turns := int((o.duration + sliceLen - 1) / sliceLen)
+	for range turns {
+		for i, c := range cases {
+			acc := accs[i]
+			cpu0, up0, self0 := c.proc.cpu(), up.cpu(), selfCPU()
+			t0 := time.Now()
+			run(c, pools[i], sliceLen, acc)
+			acc.elapsed += time.Since(t0)
+			acc.proxyCPU += c.proc.cpu() - cpu0
+			acc.upCPU += up.cpu() - up0
+			acc.loadCPU += selfCPU() - self0
+		}
+	}
+	out := make([]result, len(cases))
+	for i, c := range cases {
+		out[i] = summarize(c, accs[i])
+	}
+	return out, nil
+}
+
+// closedSlice runs every connection of pool for d, each sending its next request as soon as
+// the last answer arrived. A connection that fails is replaced.
+func closedSlice(c *benchCase, pool []*conn, d time.Duration, acc *accum) {
+	end := time.Now().Add(d)
 	var wg sync.WaitGroup
-	for range conns {
+	for i := range pool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat := make([]time.Duration, 0, 1<<14)
+			lat := make([]time.Duration, 0, 1024)
 			errs, first := 0, ""
-			var k *conn
-			for phase.Load() != phaseStop {
-				if k == nil {
-					var err error
-					if k, err = c.dial(); err != nil {
+			for time.Now().Before(end) {
+				if pool[i] == nil {
+					k, err := c.dial()
+					if err != nil {
 						errs, first = errs+1, firstOf(first, err)
 						time.Sleep(10 * time.Millisecond)
 						continue
 					}
+					pool[i] = k
 				}
 				start := time.Now()
-				err := k.roundTrip()
-				measuring := phase.Load() == phaseMeasure
-				if err != nil {
-					k.close()
-					k = nil
-					if measuring {
-						errs, first = errs+1, firstOf(first, err)
-					}
+				if err := pool[i].roundTrip(); err != nil {
+					pool[i].close()
+					pool[i] = nil
+					errs, first = errs+1, firstOf(first, err)
 					continue
 				}
-				if measuring {
-					lat = append(lat, time.Since(start))
-				}
+				lat = append(lat, time.Since(start))
 			}
-			if k != nil {
-				k.close()
-			}
-			rec.add(lat, errs, first)
+			acc.add(lat, errs, first)
 		}()
 	}
-	time.Sleep(warmup)
-	cpu0, up0, self0 := c.proc.cpu(), up.cpu(), selfCPU()
-	t0 := time.Now()
-	phase.Store(phaseMeasure)
-	time.Sleep(dur)
-	phase.Store(phaseStop)
-	elapsed := time.Since(t0)
-	cpu1, up1, self1 := c.proc.cpu(), up.cpu(), selfCPU()
 	wg.Wait()
-	return summarize(c, rec, elapsed, cpu1-cpu0, up1-up0, self1-self0)
 }
 
-// openLoop sends rate requests per second for dur over conns connections; each request's
-// latency counts from when it was due, so a backlog shows (no coordinated omission).
-func openLoop(c *benchCase, conns int, rate float64, dur time.Duration, up *process) result {
+// openSlice sends rate requests per second for d over the connections of pool, whether or
+// not earlier answers came back; each latency counts from when the request was due, so a
+// backlog shows (no coordinated omission).
+func openSlice(c *benchCase, pool []*conn, rate float64, d time.Duration, acc *accum) {
 	interval := time.Duration(float64(time.Second) / rate)
-	warm := min(time.Second, dur/5)
-	total := int64((warm + dur) / interval)
-	warmN := int64(warm / interval)
+	total := int64(d / interval)
+	start := time.Now()
 	var next atomic.Int64
-	rec := &recorder{}
 	var wg sync.WaitGroup
-	var cpu0, up0, self0 time.Duration
-	var t0 time.Time
-	var mark sync.Once
-	start := time.Now().Add(50 * time.Millisecond)
-	for range conns {
+	for i := range pool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat := make([]time.Duration, 0, 1<<14)
+			lat := make([]time.Duration, 0, 1024)
 			errs, first := 0, ""
-			k, err := c.dial()
-			if err != nil {
-				rec.add(nil, 1, err.Error())
-				return
-			}
 			for {
-				i := next.Add(1) - 1
-				if i >= total {
+				n := next.Add(1) - 1
+				if n >= total {
 					break
 				}
-				due := start.Add(time.Duration(i) * interval)
-				if i == warmN {
-					mark.Do(func() { cpu0, up0, self0, t0 = c.proc.cpu(), up.cpu(), selfCPU(), time.Now() })
+				due := start.Add(time.Duration(n) * interval)
+				if w := time.Until(due); w > 0 {
+					time.Sleep(w)
 				}
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
-				if k == nil {
-					if k, err = c.dial(); err != nil {
+				if pool[i] == nil {
+					k, err := c.dial()
+					if err != nil {
 						errs, first = errs+1, firstOf(first, err)
 						continue
 					}
+					pool[i] = k
 				}
-				err := k.roundTrip()
-				if err != nil {
-					k.close()
-					k = nil
-				}
-				if i < warmN {
-					continue
-				}
-				if err != nil {
+				if err := pool[i].roundTrip(); err != nil {
+					pool[i].close()
+					pool[i] = nil
 					errs, first = errs+1, firstOf(first, err)
 					continue
 				}
 				lat = append(lat, time.Since(due))
 			}
-			if k != nil {
-				k.close()
-			}
-			rec.add(lat, errs, first)
+			acc.add(lat, errs, first)
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(t0)
-	r := summarize(c, rec, elapsed, c.proc.cpu()-cpu0, up.cpu()-up0, selfCPU()-self0)
-	r.targetRate = rate
-	return r
 }
 
 func firstOf(first string, err error) string {
@@ -820,17 +864,17 @@ func firstOf(first string, err error) string {
 	return err.Error()
 }
 
-func summarize(c *benchCase, rec *recorder, elapsed, proxyCPU, upCPU, loadCPU time.Duration) result {
-	slices.Sort(rec.lat)
+func summarize(c *benchCase, a *accum) result {
+	slices.Sort(a.lat)
 	r := result{
-		name: c.name, requests: len(rec.lat), errors: rec.errors, firstErr: rec.firstErr, elapsed: elapsed,
-		proxyCPU: proxyCPU, upCPU: upCPU, loadCPU: loadCPU, hasProxyCPU: c.proc != nil, ref: c.ref,
+		name: c.name, requests: len(a.lat), errors: a.errors, firstErr: a.firstErr, elapsed: a.elapsed,
+		proxyCPU: a.proxyCPU, upCPU: a.upCPU, loadCPU: a.loadCPU, hasProxyCPU: c.proc != nil, ref: c.ref,
 	}
-	if n := len(rec.lat); n > 0 {
-		r.rps = float64(n) / elapsed.Seconds()
-		r.p50 = rec.lat[n/2]
-		r.p99 = rec.lat[min(n-1, n*99/100)]
-		r.p999 = rec.lat[min(n-1, n*999/1000)]
+	if n := len(a.lat); n > 0 {
+		r.rps = float64(n) / a.elapsed.Seconds()
+		r.p50 = a.lat[n/2]
+		r.p99 = a.lat[min(n-1, n*99/100)]
+		r.p999 = a.lat[min(n-1, n*999/1000)]
 	}
 	return r
 }
@@ -870,19 +914,27 @@ func printClosed(rs []result) {
 	}
 }
 
-func printOpen(rs []result) {
+func printOpen(rs []result, rate float64) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\treq/s\tp50 ms\tp99 ms\tp99.9 ms\tp99 − bare ms\tproxy CPU µs/req\terrors\t")
+	fmt.Fprintln(tw, "case\treq/s\tp50 ms\tp99 ms\tp99.9 ms\tp99 − bare ms\tproxy CPU µs/req\terrors\t\t")
+	saturated := false
 	for _, r := range rs {
 		bare := rs[r.ref]
 		cpu := "-"
 		if r.hasProxyCPU {
 			cpu = fmt.Sprintf("%.0f", perReq(r.proxyCPU, r.requests))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%+.2f\t%s\t%d\t\n",
-			r.name, r.rps, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.p99)-ms(bare.p99), cpu, r.errors)
+		note := ""
+		if r.rps < 0.97*rate {
+			note, saturated = "saturated", true
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%+.2f\t%s\t%d\t%s\t\n",
+			r.name, r.rps, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.p99)-ms(bare.p99), cpu, r.errors, note)
 	}
 	_ = tw.Flush()
+	if saturated {
+		fmt.Println("  a saturated case did not keep up with the rate: its latencies measure a queue, not the proxy; rerun with a lower -load")
+	}
 	for _, r := range rs {
 		if r.firstErr != "" {
 			fmt.Printf("  %s: first error: %s\n", r.name, r.firstErr)
