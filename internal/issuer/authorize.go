@@ -57,7 +57,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The application sent a sign-in request without its client id.", errors.New("client_id missing"))
 		return
 	}
-	cl, err := s.o.Store.GetClient(r.Context(), req.ClientID)
+	cl, err := s.clients.GetClient(r.Context(), req.ClientID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.errorPage(w, r, http.StatusBadRequest, "Unknown application", "The application that sent you here is not registered.", errors.New("unknown client_id"))

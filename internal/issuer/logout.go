@@ -159,7 +159,7 @@ func (s *Server) registeredRedirect(r *http.Request, clientID, redirect string) 
 	if clientID == "" {
 		return false, nil
 	}
-	cl, err := s.o.Store.GetClient(r.Context(), clientID)
+	cl, err := s.clients.GetClient(r.Context(), clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}

@@ -57,6 +57,7 @@ type Server struct {
 	metaJSON []byte
 	log      *slog.Logger
 	metrics  *Metrics
+	clients  *clientCache
 
 	// User sign-in.
 	scopes   map[string]config.Scope // issuer.scopes plus the built-in OpenID Connect scopes
@@ -122,14 +123,14 @@ func New(o Options) (*Server, error) {
 		o.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
 	cfg := o.Config
-	s := &Server{o: o, cfg: cfg, log: o.Logger.With("component", "issuer")}
+	s := &Server{o: o, cfg: cfg, log: o.Logger.With("component", "issuer"), clients: newClientCache(o.Store, o.Now)}
 	s.metrics = o.Metrics
 	if s.metrics == nil {
 		s.metrics, _ = NewMetrics(nil) // unregistered: nothing can collide
 	}
 	s.minter = &token.Minter{Issuer: cfg.URL, AccessTTL: cfg.Tokens.AccessTTL, Signer: o.Keys, Store: o.Store, Now: o.Now}
 	s.auth = &grant.Authenticator{
-		Clients:              o.Store,
+		Clients:              s.clients,
 		Secrets:              o.Secrets,
 		Replay:               o.Store,
 		Issuer:               cfg.URL,
