@@ -57,8 +57,8 @@ func (f framingFlag) String() string {
 	return "unknown"
 }
 
-// Scanner states. Head and trailer states read one byte at a time; body states skip whole
-// spans.
+// Scanner states. Head, chunk-size and trailer states go byte by byte (with fast paths over
+// request targets, field names and ordinary field values); body states skip whole spans.
 const (
 	fsRequestStart uint8 = iota // before a request line (after POST, up to 4 CR/LF are skipped)
 	fsMethod
@@ -86,12 +86,14 @@ const maxChunkLine = 4096
 // framing is a strict HTTP/1.x request framing validator. It watches the bytes a server
 // reads from one connection and follows each request (request line, header fields, then a
 // Content-Length or chunked body, with extensions and trailers) the way net/http will
-// interpret them, so it stays in step with net/http request by request. It never changes
-// the bytes. It flags what net/http would tolerate or normalise silently but what makes
-// request smuggling possible; after the first flag it stops parsing.
+// interpret them, so it stays in step with net/http request by request. It only watches:
+// framedConn decides what reaches net/http. It flags what net/http would tolerate or
+// normalise silently but what makes request smuggling possible; after the first flag it
+// stops parsing.
 //
-// scan is called by the one goroutine reading the connection at a time. flaggedAt and
-// flag may be read concurrently (by the handler) through flagged.
+// scan is called by the one goroutine reading the connection at a time, which alone uses
+// pos, lastStart, stopPos and stopInHead. flaggedAt, flagReason and flaggedInHead may be
+// read concurrently (by the handler).
 type framing struct {
 	state    uint8
 	maxHead  int   // bytes a head or trailer section may take
