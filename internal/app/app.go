@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	for _, s := range servers {
 		// Logged before Serve starts: serving TLS configures s.srv.TLSConfig (HTTP/2), so
 		// reading it afterwards from here would race.
-		a.log.Info("listening", "role", s.role, "addr", s.ln.Addr().String(), "tls", s.srv.TLSConfig != nil)
+		a.log.Info("listening", "role", s.role, "addr", s.ln.Addr().String(), "tls", s.tls)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -278,6 +278,7 @@ type server struct {
 	role string
 	srv  *http.Server
 	ln   net.Listener
+	tls  bool // for the log: the gateway's listener does TLS itself, so srv.TLSConfig is nil
 }
 
 // listen builds an http.Server per role and binds its socket.
@@ -300,7 +301,7 @@ func (a *App) listen(o Options) ([]server, error) {
 				return fmt.Errorf("%s listen: %w", role, err)
 			}
 		}
-		out = append(out, server{role: role, srv: web.NewServer(s), ln: ln})
+		out = append(out, server{role: role, srv: web.NewServer(s), ln: ln, tls: s.TLS != nil})
 		return nil
 	}
 	if is := cfg.Issuer; is != nil {
@@ -321,7 +322,7 @@ func (a *App) listen(o Options) ([]server, error) {
 		}
 		// The gateway's listener does TLS itself and checks HTTP/1 framing before net/http
 		// parses a request, so smuggling attempts are refused rather than normalised.
-		out = append(out, server{role: RoleGateway, srv: srv, ln: a.gateway.Listener(ln)})
+		out = append(out, server{role: RoleGateway, srv: srv, ln: a.gateway.Listener(ln), tls: !cfg.Gateway.InsecureHTTP})
 	}
 	if ad := cfg.Admin; ad != nil {
 		if err := add(RoleAdmin, ad.Listen, ad.TLS, ad.TLS.Cert == "", a.adminHandler(), web.Timeouts{}, 0); err != nil {
