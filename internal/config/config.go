@@ -46,6 +46,8 @@ type Issuer struct {
 	Assertions   AssertionSettings `yaml:"client_assertions"`
 	// Login configures user sign-in (authorization endpoint, sessions, throttling).
 	Login Login `yaml:"login"`
+	// Abuse configures the detection of client-authentication failures.
+	Abuse IssuerAbuse `yaml:"abuse"`
 }
 
 // TLS names a certificate and key in PEM files.
@@ -135,6 +137,9 @@ type Cache struct {
 	// Timeout bounds one Redis call (default 100ms); past it the feature's documented
 	// fallback applies (docs/scale-out.md).
 	Timeout time.Duration `yaml:"timeout"`
+	// Fail is what rate limits do while Redis is unreachable: closed (default: refuse with
+	// 503) or local (each process limits on its own until Redis is back).
+	Fail string `yaml:"fail"`
 }
 
 // Admin is the operator listener: metrics, liveness, readiness.

@@ -37,6 +37,9 @@ func (c *Config) Default() {
 	if c.Cache.Timeout == 0 {
 		c.Cache.Timeout = 100 * time.Millisecond
 	}
+	if c.Cache.Fail == "" {
+		c.Cache.Fail = "closed"
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -93,6 +96,7 @@ func (is *Issuer) defaults(c *Config) {
 	if is.SecretCache.MaxSize == 0 {
 		is.SecretCache.MaxSize = 10000
 	}
+	c.defaultRule("issuer.abuse.auth_failures", &is.Abuse.AuthFailures, DefaultAuthFailures)
 	if is.Assertions.MaxLifetime == 0 {
 		is.Assertions.MaxLifetime = DefaultAssertionMaxLife
 	}
@@ -152,6 +156,7 @@ func (g *Gateway) defaults(c *Config) {
 	if l.MaxConcurrentStreams == 0 {
 		l.MaxConcurrentStreams = 100
 	}
+	g.defaultsLimits(c)
 	for i := range g.Routes {
 		r := &g.Routes[i]
 		if r.Auth.ScopesMode == "" {

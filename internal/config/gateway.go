@@ -31,7 +31,11 @@ type Gateway struct {
 	Introspection   GatewayIntrospection `yaml:"introspection"`
 	JWT             GatewayJWT           `yaml:"jwt"`
 	Limits          GatewayLimits        `yaml:"limits"`
-	Routes          []Route              `yaml:"routes"`
+	// IPFilter allows and denies client addresses for every route (before routing).
+	IPFilter IPFilter `yaml:"ip_filter"`
+	// Abuse configures the detectors of authentication-failure bursts and enumeration.
+	Abuse  GatewayAbuse `yaml:"abuse"`
+	Routes []Route      `yaml:"routes"`
 }
 
 // GatewayIntrospection is how the gateway turns opaque tokens into phantom JWTs.
@@ -85,15 +89,20 @@ type GatewayLimits struct {
 
 // Route is one way through the gateway.
 type Route struct {
-	Name      string     `yaml:"name"`
-	Match     RouteMatch `yaml:"match"`
-	Upstream  Upstream   `yaml:"upstream"`
-	Auth      RouteAuth  `yaml:"auth"`
-	Policies  []string   `yaml:"policies"` // CEL expressions; any allows (deny by default when present)
-	CORS      *CORS      `yaml:"cors"`
-	Cache     string     `yaml:"cache_control"` // response Cache-Control for authenticated responses; default no-store
-	MaxBody   ByteSize   `yaml:"max_body"`
-	RateLimit *RateLimit `yaml:"rate_limit"`
+	Name     string     `yaml:"name"`
+	Match    RouteMatch `yaml:"match"`
+	Upstream Upstream   `yaml:"upstream"`
+	Auth     RouteAuth  `yaml:"auth"`
+	Policies []string   `yaml:"policies"` // CEL expressions; any allows (deny by default when present)
+	CORS     *CORS      `yaml:"cors"`
+	Cache    string     `yaml:"cache_control"` // response Cache-Control for authenticated responses; default no-store
+	MaxBody  ByteSize   `yaml:"max_body"`
+	// IPFilter allows and denies client addresses on this route, after gateway.ip_filter.
+	IPFilter IPFilter `yaml:"ip_filter"`
+	// RateLimit is one limit or a list of them (docs/rate-limits.md).
+	RateLimit RateLimits `yaml:"rate_limit"`
+	// Enumeration turns on the enumeration detectors (gateway.abuse) for this route.
+	Enumeration *Enumeration `yaml:"enumeration"`
 }
 
 // RouteMatch selects requests. Exactly one of PathPrefix and Path is given.
@@ -149,13 +158,6 @@ type CORS struct {
 	ExposeHeaders    []string      `yaml:"expose_headers"`
 	AllowCredentials bool          `yaml:"allow_credentials"`
 	MaxAge           time.Duration `yaml:"max_age"`
-}
-
-// RateLimit is a route's limits (filled in by the rate-limit work).
-type RateLimit struct {
-	Per   string `yaml:"per"`   // client | subject | ip | header:NAME
-	Rate  string `yaml:"rate"`  // 100/s, 6000/m
-	Burst int    `yaml:"burst"` // default: the rate per second
 }
 
 var routeAuthMethods = []string{"oauth", "jwt", "mtls", "public"}
@@ -268,6 +270,7 @@ func (g *Gateway) validate(c *Config, ps *Problems) {
 	g.validateIntrospection(c, ps)
 	g.validateJWT(ps)
 	g.validateLimits(ps)
+	g.validateLimitsAndFilters(c, ps)
 
 	names := map[string]bool{}
 	groups := map[string][]int{} // match key → route indexes, to find overlapping routes

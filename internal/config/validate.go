@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 	default:
 		ps.add("cache.driver", "must be memory or redis, not %q", c.Cache.Driver)
 	}
+	c.validateCacheFail(&ps)
 	if a := c.Admin; a != nil {
 		checkListen(&ps, "admin.listen", a.Listen)
 		c.checkTLS(&ps, "admin", a.TLS, true)
@@ -200,6 +201,7 @@ func (is *Issuer) validate(c *Config, ps *Problems) {
 	}
 
 	is.validateLogin(ps)
+	validateRule(ps, "issuer.abuse.auth_failures", is.Abuse.AuthFailures, "block", "report", "off")
 
 	seen := map[string]int{}
 	for i, cl := range is.Clients {
@@ -429,5 +431,6 @@ func (c *Config) Warnings() []Problem {
 	if a := c.Admin; a != nil && a.InsecureHTTP {
 		ws.add("admin.insecure_http", "the admin listener is plain HTTP off loopback")
 	}
+	c.limitWarnings(&ws)
 	return ws
 }

@@ -74,6 +74,20 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		w.expand(n, path)
 		return
 	}
+	if reflect.PointerTo(t).Implements(oneOrListType) {
+		// One element or a list of them: walk each element at path[i].
+		switch n.Kind {
+		case yaml.MappingNode:
+			w.walk(n, t.Elem(), path+"[0]")
+		case yaml.SequenceNode:
+			for i, v := range n.Content {
+				w.walk(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			}
+		default:
+			w.problem(n, path, "must be a mapping or a list of mappings")
+		}
+		return
+	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		return // the type decodes itself (for example an inline JWKS)
 	}
@@ -129,7 +143,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
-var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+var (
+	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	oneOrListType   = reflect.TypeOf((*oneOrList)(nil)).Elem()
+)
 
 func join(path, key string) string {
 	if path == "" {
