@@ -84,6 +84,11 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if err != nil {
+		// Grace is over: cut what is still running, so nothing is served after the caller
+		// goes on to close the store.
+		_ = srv.Close()
+	}
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
