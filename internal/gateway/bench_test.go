@@ -47,6 +47,13 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 func benchGateway(b *testing.B) (*Gateway, *tokenchecktest.Issuer) {
 	b.Helper()
+	return benchGatewayWith(b, nil)
+}
+
+// benchGatewayWith is benchGateway with the config changed by mutate (when not nil) before
+// the gateway is built.
+func benchGatewayWith(b testing.TB, mutate func(*config.Config)) (*Gateway, *tokenchecktest.Issuer) {
+	b.Helper()
 	is := tokenchecktest.New(b)
 	dir := b.TempDir()
 	secret := filepath.Join(dir, "secret")
@@ -68,6 +75,9 @@ func benchGateway(b *testing.B) (*Gateway, *tokenchecktest.Issuer) {
 		},
 	}}
 	cfg.Default()
+	if mutate != nil {
+		mutate(cfg)
+	}
 	g, err := New(b.Context(), Options{Config: cfg, Events: &events.Memory{}, AccessLog: io.Discard})
 	if err != nil {
 		b.Fatal(err)

@@ -20,8 +20,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portcullis/portcullis/internal/abuse"
+	"github.com/portcullis/portcullis/internal/abuse/ipfilter"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/events"
+	"github.com/portcullis/portcullis/internal/ratelimit"
+	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/tokencheck"
 	"github.com/portcullis/portcullis/internal/web"
 )
@@ -47,8 +51,25 @@ type Options struct {
 	SharedCache tokencheck.SharedStore
 	// HTTPClient talks to the issuer. Default: built from gateway.issuer_ca.
 	HTTPClient *http.Client
-	// Now is the clock of token checks (tests). Default time.Now.
+	// Now is the clock of token checks, rate limits, quotas and abuse windows (tests).
+	// Default time.Now.
 	Now func() time.Time
+	// Limiter decides the routes' rate limits and quotas. Nil: an in-memory limiter of this
+	// process. The app passes one shared through Redis (behind a ratelimit.Failover with
+	// cache.fail) so that replicas share limits; it outlives reloads, so a reload keeps the
+	// counts.
+	Limiter ratelimit.Limiter
+	// Abuse holds the sliding windows of the abuse detectors and the block and throttle
+	// lists of addresses and clients. Nil: in memory, this process only.
+	Abuse *abuse.Detector
+	// Audit records the limits' security decisions: ratelimit.denied, ip.blocked,
+	// client.blocked, abuse.fired (each at most once per key and minute). Nil: none.
+	Audit Auditor
+}
+
+// Auditor records audit events; *audit.Recorder is one.
+type Auditor interface {
+	Record(ctx context.Context, e store.AuditEvent)
 }
 
 // Gateway is the edge proxy. It is an http.Handler; serve it with the *http.Server that
@@ -67,6 +88,14 @@ type Gateway struct {
 	closed   bool
 	noRoute  *routeMetrics
 	edge     edgeSettings // listener settings, fixed at New
+
+	// Limits, fixed at New and kept across reloads.
+	limiter      ratelimit.Limiter
+	det          *abuse.Detector
+	rlMetrics    *ratelimit.Metrics
+	ipStatus     *statusCache[netip.Prefix]
+	clientStatus *statusCache[string]
+	auditGate    *auditGate
 }
 
 // state is one compiled configuration. It is immutable once published.
@@ -79,7 +108,9 @@ type state struct {
 	verifiers  map[string]*tokencheck.JWTVerifier
 	transports map[string]*http.Transport
 	trusted    []netip.Prefix
-	strip      map[string]bool // canonical request header names never forwarded as sent
+	strip      map[string]bool  // canonical request header names never forwarded as sent
+	filter     *ipfilter.Filter // gateway.ip_filter; nil when it filters nothing
+	abuse      abuseSettings
 }
 
 // New compiles the configuration and returns a Gateway. ctx bounds nothing but a background
@@ -108,6 +139,9 @@ func New(ctx context.Context, opts Options) (*Gateway, error) {
 		opts:      opts,
 	}
 	g.noRoute = m.forRoute(noRoute)
+	if err := g.initLimits(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	st, err := g.build(opts.Config, nil)
 	if err != nil {
 		return nil, err
@@ -124,6 +158,42 @@ func New(ctx context.Context, opts Options) (*Gateway, error) {
 		go func() { _, _ = st.checker.Metadata(ctx) }() // warm-up; failures are retried on use
 	}
 	return g, nil
+}
+
+// initLimits sets up the limiter and the abuse detector (the options' or in-memory ones)
+// and their metrics.
+func (g *Gateway) initLimits() error {
+	reg := g.opts.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry() // counted, not exported
+	}
+	g.limiter = g.opts.Limiter
+	if g.limiter == nil {
+		mem := ratelimit.NewMemory(0)
+		if err := ratelimit.RegisterMemory(reg, mem); err != nil {
+			return err
+		}
+		g.limiter = mem
+	}
+	g.det = g.opts.Abuse
+	if g.det == nil {
+		det, err := abuse.NewDetector(abuse.DetectorOptions{
+			Windows: abuse.NewMemoryWindow(0), Blocks: abuse.NewMemoryBlockList(0), Throttles: abuse.NewMemoryBlockList(0),
+			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"surface": "gateway"}, reg),
+		})
+		if err != nil {
+			return err
+		}
+		g.det = det
+	}
+	var err error
+	if g.rlMetrics, err = ratelimit.NewMetrics(reg); err != nil {
+		return err
+	}
+	g.ipStatus = newStatusCache[netip.Prefix]()
+	g.clientStatus = newStatusCache[string]()
+	g.auditGate = newAuditGate(g.metrics.auditSuppressed)
+	return nil
 }
 
 // Reload validates and compiles cfg and then swaps it in atomically. On error nothing
@@ -338,6 +408,9 @@ func (g *Gateway) build(cfg *config.Config, old *state) (st *state, err error) {
 	}
 	if st.trusted, err = web.ParsePrefixes(gw.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("gateway: trusted_proxies: %w", err)
+	}
+	if err := b.compileAbuse(st); err != nil {
+		return nil, err
 	}
 	st.strip = map[string]bool{}
 	for _, h := range alwaysStripped {

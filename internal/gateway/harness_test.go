@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -19,8 +20,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portcullis/portcullis/internal/abuse"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/events"
+	"github.com/portcullis/portcullis/internal/ratelimit"
+	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/tokencheck"
 	"github.com/portcullis/portcullis/internal/tokencheck/tokenchecktest"
 	"github.com/portcullis/portcullis/jwtverify"
@@ -83,6 +87,9 @@ type harness struct {
 	reg     *prometheus.Registry
 	log     *syncBuffer
 	shared  tokencheck.SharedStore
+	limiter ratelimit.Limiter // nil: the gateway's own in memory
+	det     *abuse.Detector   // nil: the gateway's own in memory
+	audit   *auditLog
 }
 
 type harnessOpt func(*harness)
@@ -97,7 +104,7 @@ var withConfig = func(f func(*config.Config, *harness)) harnessOpt {
 // loopback with a per-test CA.
 func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), clk: newClock(), seen: make(chan seenRequest, 256), reg: prometheus.NewRegistry(), log: &syncBuffer{}}
+	h := &harness{t: t, dir: t.TempDir(), clk: newClock(), seen: make(chan seenRequest, 256), reg: prometheus.NewRegistry(), log: &syncBuffer{}, audit: &auditLog{}}
 	h.bus = &events.Memory{}
 	h.ca = newTestCA(t, h.dir)
 	h.is = tokenchecktest.New(t, tokenchecktest.WithNow(h.clk.Now))
@@ -200,6 +207,7 @@ func (h *harness) start() {
 	t := h.t
 	gw, err := New(t.Context(), Options{
 		Config: h.cfg, Events: h.bus, Metrics: h.reg, AccessLog: h.log, Now: h.clk.Now, SharedCache: h.shared,
+		Limiter: h.limiter, Abuse: h.det, Audit: h.audit,
 	})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
@@ -319,4 +327,46 @@ func (h *harness) rawRequest(raw string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// auditLog keeps the audit events the gateway records.
+type auditLog struct {
+	mu     sync.Mutex
+	events []store.AuditEvent
+}
+
+func (a *auditLog) Record(_ context.Context, e store.AuditEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, e)
+}
+
+// of returns the events of one type.
+func (a *auditLog) of(typ string) []store.AuditEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []store.AuditEvent
+	for _, e := range a.events {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// metric returns the value of one counter series (name{labels} as labels() prints it), or 0.
+func (h *harness) metric(series string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			if mf.GetName()+labels(m) == series && m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+		}
+	}
+	return 0
 }

@@ -179,6 +179,33 @@ func (p *pathSpec) params(path string) map[string]string {
 	return out
 }
 
+// param returns the value of the pattern parameter name in path (which must match), or "".
+// Unlike params it allocates nothing.
+func (p *pathSpec) param(path, name string) string {
+	if p.prefix {
+		return ""
+	}
+	rest := path[1:]
+	for _, s := range p.segs {
+		if s.kind == segRest {
+			if s.name == name {
+				return rest
+			}
+			return ""
+		}
+		cur := rest
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			cur, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if s.kind == segParam && s.name == name {
+			return cur
+		}
+	}
+	return ""
+}
+
 // key names the set of paths the spec selects, parameter names erased.
 func (p *pathSpec) key() string {
 	var b strings.Builder

@@ -47,6 +47,9 @@ type metrics struct {
 	framing           [numFramingFlags]prometheus.Counter // requests refused for their framing, by reason
 	handshakeFailures prometheus.Counter
 	accessLogDropped  prometheus.Counter
+
+	limitRefusals   *prometheus.CounterVec // route, reason
+	auditSuppressed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -68,6 +71,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "portcullis_gateway_upstream_errors_total",
 			Help: "Failed upstream round trips, by route and kind.",
 		}, []string{"route", "kind"}),
+		limitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_gateway_limit_refusals_total",
+			Help: "Requests refused by IP filters, block lists and rate limits, by route (- before routing) and reason.",
+		}, []string{"route", "reason"}),
+		auditSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portcullis_gateway_audit_suppressed_total",
+			Help: "Audit events of limits and blocks left out because an alike event was recorded within the minute (or the audit budget was spent).",
+		}),
 	}
 	framing := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_gateway_framing_refusals_total",
@@ -85,7 +96,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Access log lines dropped because the log destination did not keep up.",
 	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.latency, m.authFailures, m.upstreamErrors, framing, m.handshakeFailures, m.accessLogDropped} {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.authFailures, m.upstreamErrors, framing, m.handshakeFailures, m.accessLogDropped, m.limitRefusals, m.auditSuppressed} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -101,6 +112,7 @@ type routeMetrics struct {
 	vec      *prometheus.CounterVec
 	latency  prometheus.Observer
 	auth     map[string]prometheus.Counter
+	refusals map[string]prometheus.Counter // limits stage, by reason
 	upstream map[string]prometheus.Counter
 	codes    [600]atomic.Pointer[counterRef]
 }
@@ -113,6 +125,7 @@ func (m *metrics) forRoute(name string) *routeMetrics {
 		vec:      m.requests,
 		latency:  m.latency.WithLabelValues(name),
 		auth:     make(map[string]prometheus.Counter, len(authReasons)),
+		refusals: make(map[string]prometheus.Counter, len(limitReasons)),
 		upstream: make(map[string]prometheus.Counter, len(upstreamKinds)),
 	}
 	for _, r := range authReasons {
@@ -120,6 +133,9 @@ func (m *metrics) forRoute(name string) *routeMetrics {
 	}
 	for _, k := range upstreamKinds {
 		rm.upstream[k] = m.upstreamErrors.WithLabelValues(name, k)
+	}
+	for _, r := range limitReasons {
+		rm.refusals[r] = m.limitRefusals.WithLabelValues(name, r)
 	}
 	return rm
 }
@@ -131,6 +147,7 @@ func (m *metrics) forget(name string) {
 	m.latency.DeletePartialMatch(l)
 	m.authFailures.DeletePartialMatch(l)
 	m.upstreamErrors.DeletePartialMatch(l)
+	m.limitRefusals.DeletePartialMatch(l)
 }
 
 func (rm *routeMetrics) request(code int, seconds float64) {

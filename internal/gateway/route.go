@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/abuse/ipfilter"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/tokencheck"
 	"github.com/portcullis/portcullis/internal/web"
@@ -101,6 +102,10 @@ type route struct {
 	strip    string // removed from the front of the path
 	prefix   string // upstream base path + add_prefix, no trailing slash
 	proxy    *httputil.ReverseProxy
+
+	filter *ipfilter.Filter // ip_filter; nil when it filters nothing
+	limits *routeLimits     // rate_limit; nil without limits
+	enum   *enumeration     // nil without enumeration detection
 
 	m *routeMetrics
 }
@@ -240,6 +245,9 @@ func (b *builder) compileRoute(rc *config.Route) (*route, error) {
 
 	if err := b.compileUpstream(rt, rc); err != nil {
 		return fail("upstream: %v", err)
+	}
+	if err := b.compileLimits(rt, rc); err != nil {
+		return fail("%v", err)
 	}
 	rt.m = b.g.metrics.forRoute(rt.name)
 	return rt, nil

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/ratelimit"
 	"github.com/portcullis/portcullis/internal/tokencheck"
 	"github.com/portcullis/portcullis/internal/web"
 	"github.com/portcullis/portcullis/jwtverify"
@@ -48,7 +49,8 @@ type reqState struct {
 	path      string
 	id        string
 	clientIP  string
-	authz     string // the Authorization header forwarded upstream ("" for none)
+	addr      netip.Addr // the client's address (invalid when the peer's could not be parsed)
+	authz     string     // the Authorization header forwarded upstream ("" for none)
 	principal tokencheck.Principal
 	subject   string
 	clientID  string
@@ -58,6 +60,10 @@ type reqState struct {
 	conn      *framedConn // the validated HTTP/1.x connection (nil for HTTP/2)
 	connReq   int64       // the request's index on conn
 	buf       []byte
+
+	ipThrottled bool               // the address is on the throttle list
+	checks      [4]ratelimit.Check // room for a phase's checks without allocating
+	limited     ratelimit.Result   // the limits decided so far (RateLimit headers)
 }
 
 type stateKey struct{}
@@ -137,7 +143,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, edge bool) {
 	if r.TLS != nil {
 		h["Strict-Transport-Security"] = valHSTS
 	}
-	rs.clientIP = clientIP(r, rs.st)
+	rs.addr, rs.clientIP = clientAddr(r, rs.st)
 	defer g.finish(rs, r, start)
 	if edge && r.ProtoMajor == 1 && !g.admit(rs, r, fc) {
 		return
@@ -196,6 +202,9 @@ func (g *Gateway) finish(rs *reqState, r *http.Request, start time.Time) {
 	if status == 0 {
 		status = http.StatusOK
 	}
+	if rt := rs.route; rt != nil && rt.enum != nil && v == nil && rs.clientID != "" && (rs.reason == "" || rs.reason == reasonPolicy) {
+		g.observeEnumeration(rs, r, status)
+	}
 	elapsed := time.Since(start)
 	rm := g.noRoute
 	route := noRoute
@@ -226,16 +235,22 @@ func (g *Gateway) finish(rs *reqState, r *http.Request, start time.Time) {
 	}
 }
 
-// clientIP is the client's address as the trusted-proxy view sees it.
-func clientIP(r *http.Request, st *state) string {
+// clientAddr is the client's address as the trusted-proxy view sees it, parsed and as text.
+// Without trusted proxies it allocates nothing.
+func clientAddr(r *http.Request, st *state) (netip.Addr, string) {
 	if len(st.trusted) == 0 {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
 		if err != nil {
-			return r.RemoteAddr
+			host = r.RemoteAddr
 		}
-		return host
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			return netip.Addr{}, host
+		}
+		return a.Unmap(), host
 	}
-	return web.ClientIP(r, st.trusted).String()
+	a := web.ClientIP(r, st.trusted)
+	return a, a.String()
 }
 
 // peerTrusted reports whether the TCP peer is a trusted proxy.
@@ -267,10 +282,23 @@ func (g *Gateway) refuse(rs *reqState, r *http.Request, status int, reason, deta
 			c.Inc()
 		}
 	}
+	rm := g.noRoute
+	if rs.route != nil {
+		rm = rs.route.m
+	}
+	if c, ok := rm.refusals[reason]; ok {
+		c.Inc()
+	}
 	web.WriteProblem(&rs.rec, r, web.Problem{Status: status, Detail: detail})
+	if status == http.StatusUnauthorized {
+		g.authFailed(rs, r)
+	}
 }
 
 func (g *Gateway) serve(rs *reqState, r *http.Request) {
+	if (rs.st.filter != nil || rs.st.abuse.ipStatus) && !g.admitAddress(rs, r) {
+		return
+	}
 	raw, err := requestPath(r.RequestURI, r.URL.EscapedPath())
 	if err == nil {
 		rs.path, err = NormalizePath(raw)
@@ -289,6 +317,9 @@ func (g *Gateway) serve(rs *reqState, r *http.Request) {
 		if acrm := r.Header.Get("Access-Control-Request-Method"); acrm != "" {
 			if origin := r.Header.Get("Origin"); origin != "" {
 				prt := grp.route(acrm)
+				if prt != nil && prt.filter != nil && !g.admitRouteAddress(rs, r, prt) {
+					return
+				}
 				if prt != nil && prt.cors != nil && prt.cors.preflight(rs.rec.Header(), origin, acrm, r.Header.Get("Access-Control-Request-Headers")) {
 					rs.route = prt
 					rs.reason = "cors_preflight"
@@ -309,6 +340,9 @@ func (g *Gateway) serve(rs *reqState, r *http.Request) {
 		return
 	}
 	rs.route = rt
+	if rt.filter != nil && !g.admitRouteAddress(rs, r, rt) {
+		return
+	}
 	if rt.cors != nil {
 		rt.cors.actual(rs.rec.Header(), r.Header.Get("Origin"))
 	}
@@ -321,7 +355,13 @@ func (g *Gateway) serve(rs *reqState, r *http.Request) {
 		// reads, and proxyError turns the overflow into 413.
 		r.Body = http.MaxBytesReader(rs.rec.ResponseWriter, r.Body, rt.maxBody)
 	}
+	if (rt.limits != nil || rs.ipThrottled) && !g.limitBefore(rs, r, rt) {
+		return
+	}
 	if !g.authenticate(rs, r, rt, mi) {
+		return
+	}
+	if (rt.limits != nil || rs.st.abuse.clientStatus) && !g.limitAfter(rs, r, rt) {
 		return
 	}
 	rt.proxy.ServeHTTP(&rs.rec, r)
@@ -563,6 +603,10 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		if responseStripped[k] || strings.HasPrefix(k, "Access-Control-") { // the gateway owns CORS
 			delete(h, k)
 		}
+	}
+	if rs != nil && len(rs.limited.Decisions) > 0 { // the gateway's limits, not the upstream's
+		delete(h, "Ratelimit")
+		delete(h, "Ratelimit-Policy")
 	}
 	if rs != nil && rs.route.auth != authPublic {
 		h["Cache-Control"] = rs.route.cacheControl
