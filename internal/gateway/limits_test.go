@@ -112,9 +112,9 @@ func TestRateLimitFiresWithHeaders(t *testing.T) {
 	}
 	for series, want := range map[string]float64{
 		`portcullis_gateway_limit_refusals_total{reason="rate_limited",route="orders"}`: 6,
-		`portcullis_ratelimit_decisions_total{policy="orders.client",result="denied"}`:   6,
-		`portcullis_ratelimit_decisions_total{policy="orders.client",result="allowed"}`:  4,
-		`portcullis_gateway_audit_suppressed_total`:                                      5,
+		`portcullis_ratelimit_decisions_total{policy="orders.client",result="denied"}`:  6,
+		`portcullis_ratelimit_decisions_total{policy="orders.client",result="allowed"}`: 4,
+		`portcullis_gateway_audit_suppressed_total`:                                     5,
 	} {
 		if got := h.metric(series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
