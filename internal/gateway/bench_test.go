@@ -129,6 +129,22 @@ func BenchmarkGatewayOAuth(b *testing.B) {
 	benchServe(b, g, req)
 }
 
+// BenchmarkGatewayOAuthLimit is BenchmarkGatewayOAuth with a per-client and a per-IP limit
+// on the route, high enough never to fire, decided in memory: compare the two for the cost
+// of the limits stage.
+func BenchmarkGatewayOAuthLimit(b *testing.B) {
+	g, is := benchGatewayWith(b, func(c *config.Config) {
+		c.Gateway.Routes[0].RateLimit = config.RateLimits{
+			{Per: "client", Rate: "1000000/s", Burst: 1000000},
+			{Per: "ip", Rate: "1000000/s", Burst: 1000000},
+		}
+	})
+	tok := is.Opaque(tokenchecktest.Grant{Subject: "alice", ClientID: "app", Scopes: []string{"orders:read"}})
+	req := httptest.NewRequest("GET", "/api/orders/7", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	benchServe(b, g, req)
+}
+
 // BenchmarkGatewayJWT is a jwt route with the verified token cached by hash.
 func BenchmarkGatewayJWT(b *testing.B) {
 	g, is := benchGateway(b)

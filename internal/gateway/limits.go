@@ -434,15 +434,16 @@ func (g *Gateway) decide(rs *reqState, r *http.Request, checks []ratelimit.Check
 		return false
 	}
 	g.rlMetrics.Observe(res)
-	shown := res
-	if after && len(rs.limited.Decisions) > 0 {
-		shown.Decisions = append(append(make([]ratelimit.Decision, 0, len(rs.limited.Decisions)+len(res.Decisions)), rs.limited.Decisions...), res.Decisions...)
-	}
-	rs.limited = shown
-	shown.SetHeaders(rs.rec.Header(), now)
+	rs.decided = append(rs.decided, res.Decisions...)
 	if res.Allowed {
+		if !after && rs.route.limits != nil && len(rs.route.limits.after) > 0 {
+			return true // the headers are set once, with the limits after authentication
+		}
+		setLimitHeaders(rs.rec.Header(), rs.decided, now)
 		return true
 	}
+	setLimitHeaders(rs.rec.Header(), rs.decided, now)
+	rs.rec.Header()["Retry-After"] = []string{strconv.FormatInt(ratelimit.RetryAfterSeconds(res.RetryAfter()), 10)}
 	g.refuse(rs, r, http.StatusTooManyRequests, reasonRateLimited, "Too many requests: retry after the time Retry-After gives.", nil)
 	for i, d := range res.Decisions {
 		if d.Allowed {
@@ -532,4 +533,70 @@ func (g *Gateway) record(rs *reqState, r *http.Request, e store.AuditEvent, now 
 	}
 	e.Details["route"] = route
 	g.opts.Audit.Record(context.WithoutCancel(r.Context()), e)
+}
+
+// Canonical names of the limit headers (ratelimit.HeaderPolicy, ratelimit.HeaderRateLimit),
+// so setting them needs no canonicalisation.
+const (
+	hdrPolicy    = "Ratelimit-Policy"
+	hdrRateLimit = "Ratelimit"
+)
+
+// setLimitHeaders sets RateLimit-Policy and RateLimit for decisions, exactly as
+// ratelimit.Result.SetHeaders writes them, in two allocations.
+func setLimitHeaders(h http.Header, decisions []ratelimit.Decision, now time.Time) {
+	if len(decisions) == 0 {
+		return
+	}
+	buf := make([]byte, 0, 48*len(decisions))
+	for i, d := range decisions {
+		if i > 0 {
+			buf = append(buf, ", "...)
+		}
+		buf = appendSFString(buf, d.Limit.Name)
+		buf = append(buf, ";q="...)
+		buf = strconv.AppendInt(buf, int64(d.Limit.Rate), 10)
+		buf = append(buf, ";w="...)
+		buf = strconv.AppendInt(buf, ratelimit.WindowSeconds(d.Limit, now), 10)
+	}
+	split := len(buf)
+	for i, d := range decisions {
+		if i > 0 {
+			buf = append(buf, ", "...)
+		}
+		buf = appendSFString(buf, d.Limit.Name)
+		buf = append(buf, ";r="...)
+		buf = strconv.AppendInt(buf, int64(d.Remaining), 10)
+		buf = append(buf, ";t="...)
+		buf = strconv.AppendInt(buf, ceilSeconds(d.ResetAfter), 10)
+	}
+	s := string(buf)
+	vals := make([]string, 2)
+	vals[0], vals[1] = s[:split], s[split:]
+	h[hdrPolicy] = vals[0:1:1]
+	h[hdrRateLimit] = vals[1:2:2]
+}
+
+// appendSFString appends s as a structured-field String (RFC 9651 §3.3.3), as ratelimit
+// does: quoted, " and \ escaped, bytes outside printable ASCII replaced by '?'.
+func appendSFString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
 }

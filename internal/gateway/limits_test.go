@@ -545,3 +545,36 @@ func TestUnlimitedRouteAllocatesNothingForLimits(t *testing.T) {
 		t.Errorf("%v allocations per request with the block list on, %v without", on, off)
 	}
 }
+
+// The gateway writes the limit headers itself (in two allocations); they are exactly
+// ratelimit's.
+func TestLimitHeadersAreRatelimits(t *testing.T) {
+	rate, _ := ratelimit.NewRate("orders.client", 20, time.Second, 20)
+	slow, _ := ratelimit.NewRate("orders.ip", 5, time.Minute, 3)
+	day, _ := ratelimit.NewQuota("orders.client.day", 1000, ratelimit.Day)
+	month, _ := ratelimit.NewQuota("api.month", 100000, ratelimit.Month)
+	odd := ratelimit.Limit{Name: `we"ird\name` + "\x01", Rate: 1, Per: time.Second, Burst: 1}
+	now := time.Date(2026, 2, 10, 13, 0, 0, 0, time.UTC)
+	results := []ratelimit.Result{
+		{Allowed: true, Decisions: []ratelimit.Decision{{Limit: rate, Allowed: true, Remaining: 19, ResetAfter: 50 * time.Millisecond}}},
+		{Decisions: []ratelimit.Decision{
+			{Limit: rate, Allowed: true, Remaining: 3, ResetAfter: 1500 * time.Millisecond},
+			{Limit: slow, Remaining: 0, RetryAfter: 11 * time.Second, ResetAfter: 36 * time.Second},
+			{Limit: day, Allowed: true, Remaining: 998, ResetAfter: 11 * time.Hour},
+			{Limit: month, Allowed: true, Remaining: 5, ResetAfter: 400 * time.Hour},
+			{Limit: odd, Allowed: true},
+		}},
+	}
+	for i, res := range results {
+		want := http.Header{}
+		res.SetHeaders(want, now)
+		got := http.Header{}
+		setLimitHeaders(got, res.Decisions, now)
+		if !res.Allowed {
+			got["Retry-After"] = []string{strconv.FormatInt(ratelimit.RetryAfterSeconds(res.RetryAfter()), 10)}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("result %d (-ratelimit +gateway):\n%s", i, diff)
+		}
+	}
+}

@@ -61,9 +61,10 @@ type reqState struct {
 	connReq   int64       // the request's index on conn
 	buf       []byte
 
-	ipThrottled bool               // the address is on the throttle list
-	checks      [4]ratelimit.Check // room for a phase's checks without allocating
-	limited     ratelimit.Result   // the limits decided so far (RateLimit headers)
+	ipThrottled bool                  // the address is on the throttle list
+	checks      [4]ratelimit.Check    // room for a phase's checks without allocating
+	decided     []ratelimit.Decision  // the limits decided so far (RateLimit headers)
+	decidedBuf  [4]ratelimit.Decision // decided's usual backing array
 }
 
 type stateKey struct{}
@@ -128,6 +129,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, edge bool) {
 	start := time.Now()
 	rs := reqStates.Get().(*reqState)
 	*rs = reqState{rec: recorder{ResponseWriter: w}, st: g.state.Load(), buf: rs.buf[:0]}
+	rs.decided = rs.decidedBuf[:0]
 	rs.id = web.NewRequestID()
 	var fc *framedConn
 	if edge {
@@ -276,6 +278,9 @@ func (g *Gateway) refuse(rs *reqState, r *http.Request, status int, reason, deta
 	rs.reason = reason
 	if challenge != nil {
 		rs.rec.Header()["Www-Authenticate"] = challenge
+	}
+	if len(rs.decided) > 0 && reason != reasonRateLimited { // refused after the limits before authentication
+		setLimitHeaders(rs.rec.Header(), rs.decided, g.opts.Now())
 	}
 	if rs.route != nil {
 		if c, ok := rs.route.m.auth[reason]; ok {
@@ -604,7 +609,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 			delete(h, k)
 		}
 	}
-	if rs != nil && len(rs.limited.Decisions) > 0 { // the gateway's limits, not the upstream's
+	if rs != nil && len(rs.decided) > 0 { // the gateway's limits, not the upstream's
 		delete(h, "Ratelimit")
 		delete(h, "Ratelimit-Policy")
 	}
