@@ -742,7 +742,10 @@ func TestServerSettings(t *testing.T) {
 		c.Gateway.Limits.MaxHeaderBytes = 8 << 10
 		c.Gateway.Limits.ReadHeaderTimeout = 3 * time.Second
 	}))
-	s := h.srv
+	s, err := h.gw.Server() // a server of its own: h.srv is serving (and configuring itself)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := h.gw.edge
 	got := []any{s.HTTP2.MaxConcurrentStreams, s.MaxHeaderBytes, s.ReadHeaderTimeout, s.DisableGeneralOptionsHandler, s.TLSConfig == nil, e.tls.ClientAuth, e.tls.MinVersion, e.handshakeTimeout, e.maxHead}
 	want := []any{17, 8 << 10, 3 * time.Second, true, true, tls.VerifyClientCertIfGiven, uint16(tls.VersionTLS12), 3 * time.Second, 16 << 10}
