@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to drop test schemas
 
+	"github.com/portcullis/portcullis/internal/abuse"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/events"
@@ -35,6 +36,7 @@ import (
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/store/sqlstore"
 	"github.com/portcullis/portcullis/jwtverify"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // clock is a settable time source shared by the issuer, its keys and its store.
@@ -104,6 +106,11 @@ type harnessOptions struct {
 	// postgres, when set, is the DSN of a PostgreSQL server: the store is there, in a schema
 	// of its own that is dropped afterwards, instead of SQLite.
 	postgres string
+	// abuse, when set, is the issuer's abuse detector, with authFailures as its rule.
+	abuse        *abuse.Detector
+	authFailures config.AbuseRule
+	// reg receives the issuer's metrics.
+	reg prometheus.Registerer
 }
 
 func newHarness(tb testing.TB) *harness { return buildHarness(tb, harnessOptions{}) }
@@ -183,6 +190,7 @@ func buildHarness(tb testing.TB, o harnessOptions) *harness {
 			},
 		},
 	}
+	cfg.Issuer.Abuse.AuthFailures = o.authFailures
 	cfg.Default()
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("test config does not validate:\n%v", err)
@@ -222,9 +230,15 @@ func buildHarness(tb testing.TB, o harnessOptions) *harness {
 		rec = audit.NewRecorder(db, discard())
 		tb.Cleanup(rec.Close) // registered after db.Close, so it runs first
 	}
+	var metrics *issuer.Metrics
+	if o.reg != nil {
+		if metrics, err = issuer.NewMetrics(o.reg); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	srv, err := issuer.New(issuer.Options{
 		Config: ic, Store: db, Keys: km, Secrets: hasher, Events: bus, Audit: rec,
-		HTTPClient: jwksSrv.Client(), Now: clk.Now,
+		HTTPClient: jwksSrv.Client(), Now: clk.Now, Abuse: o.abuse, Metrics: metrics,
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -171,6 +171,7 @@ func (s *Server) authenticate(r *http.Request, f oauth.Form) (store.Client, erro
 	web.RequestInfo(r.Context()).Reason = oe.Error()
 	if oe.Code == oauth.CodeInvalidClient {
 		s.recordAudit(r, store.AuditEvent{Type: "client.auth_failed", Outcome: audit.Failure, ClientID: creds.ClientID, Reason: causeText(oe), Details: map[string]string{"endpoint": r.URL.Path}})
+		s.authFailed(r, oe)
 	}
 	return store.Client{}, oe
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/abuse"
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/events"
@@ -44,6 +45,11 @@ type Options struct {
 	// issuer.login.throttle. Pass one built on shared backends (Redis) when replicas must
 	// agree, and keep it across reloads so a reload does not forget the counts.
 	LoginThrottle *login.Throttle
+	// Abuse counts invalid_client answers per client address at /token, /introspect,
+	// /revoke and /par (issuer.abuse.auth_failures) and refuses an address it blocked with
+	// 429 there. Nil: no such detection. Pass one on shared backends for replicas, with a
+	// block list of the issuer's own, and keep it across reloads.
+	Abuse *abuse.Detector
 }
 
 // Server is the authorization server surface.
@@ -69,6 +75,9 @@ type Server struct {
 	origin   string // scheme://host of the issuer URL: the only origin page forms may come from
 	trusted  []netip.Prefix
 	pages    http.Handler
+
+	abuseRule *abuse.Rule // issuer.abuse.auth_failures; nil: off
+	reported  onceGate    // subjects a report-only rule was audited for
 }
 
 // Metrics are the issuer's counters.
@@ -77,6 +86,7 @@ type Metrics struct {
 	introspect *prometheus.CounterVec
 	revoked    *prometheus.CounterVec
 	logins     *prometheus.CounterVec
+	blocked    *prometheus.CounterVec
 }
 
 // NewMetrics creates the issuer's metrics and registers them on reg (when not nil).
@@ -86,9 +96,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		introspect: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_introspections_total", Help: "Introspection requests by result (active, inactive, error) and format (json, jwt)."}, []string{"result", "format"}),
 		revoked:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_revocations_total", Help: "Revocation requests by result."}, []string{"result"}),
 		logins:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_logins_total", Help: "Sign-in attempts (password or code) by outcome: success, failure, locked, throttled."}, []string{"outcome"}),
+		blocked:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_blocked_requests_total", Help: "Requests to the OAuth endpoints refused (429) because their address is blocked after client-authentication failures, by endpoint."}, []string{"endpoint"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.issued, m.introspect, m.revoked, m.logins} {
+		for _, c := range []prometheus.Collector{m.issued, m.introspect, m.revoked, m.logins, m.blocked} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -142,6 +153,10 @@ func New(o Options) (*Server, error) {
 	if err := s.buildSignIn(); err != nil {
 		return nil, err
 	}
+	var err error
+	if s.abuseRule, err = abuseRule(cfg.Abuse.AuthFailures); err != nil {
+		return nil, fmt.Errorf("issuer: abuse.auth_failures: %w", err)
+	}
 	userTokens := &grant.UserTokens{
 		Minter: s.minter, Tokens: o.Store, Users: o.Store, Consents: o.Store, Scopes: s.scopes,
 		RefreshTTL: cfg.Tokens.RefreshTTL, Revoked: s.announceRevoked,
@@ -161,6 +176,7 @@ func New(o Options) (*Server, error) {
 		Logger:          s.log,
 		Now:             o.Now,
 		Issued:          s.metrics.issued,
+		OnAuthFailure:   s.authFailed,
 	}
 	s.buildMetadata()
 	return s, nil
@@ -172,10 +188,10 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.serveMetadata)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.serveMetadata)
 	mux.HandleFunc("GET "+PathJWKS, s.serveJWKS)
-	mux.Handle("POST "+PathToken, s.dispatch)
-	mux.HandleFunc("POST "+PathIntrospect, s.serveIntrospect)
-	mux.HandleFunc("POST "+PathRevoke, s.serveRevoke)
-	mux.HandleFunc("POST "+PathPAR, s.servePAR)
+	mux.Handle("POST "+PathToken, s.guardAbuse(s.dispatch))
+	mux.Handle("POST "+PathIntrospect, s.guardAbuse(http.HandlerFunc(s.serveIntrospect)))
+	mux.Handle("POST "+PathRevoke, s.guardAbuse(http.HandlerFunc(s.serveRevoke)))
+	mux.Handle("POST "+PathPAR, s.guardAbuse(http.HandlerFunc(s.servePAR)))
 	mux.HandleFunc("GET "+PathUserinfo, s.serveUserinfo)
 	mux.HandleFunc("POST "+PathUserinfo, s.serveUserinfo)
 	for _, p := range []string{PathToken, PathIntrospect, PathRevoke, PathPAR} {

@@ -63,6 +63,9 @@ type Dispatcher struct {
 	Logger          *slog.Logger
 	Now             func() time.Time
 	Issued          *prometheus.CounterVec // by grant_type and outcome; optional
+	// OnAuthFailure, if set, is told of every failed client authentication (after it is
+	// audited): the issuer's abuse detection counts them per address.
+	OnAuthFailure func(r *http.Request, err *oauth.Error)
 }
 
 // builtinScopes are known without configuration (OpenID Connect).
@@ -194,7 +197,11 @@ func (d *Dispatcher) audience(cl store.Client, resource, audience string) ([]str
 }
 
 func (d *Dispatcher) authFailed(r *http.Request, clientID string, err error) {
-	d.audit(r, store.AuditEvent{Type: "client.auth_failed", Outcome: audit.Failure, ClientID: clientID, Reason: causeOf(oauth.AsError(err)), Details: map[string]string{"endpoint": r.URL.Path}})
+	oe := oauth.AsError(err)
+	d.audit(r, store.AuditEvent{Type: "client.auth_failed", Outcome: audit.Failure, ClientID: clientID, Reason: causeOf(oe), Details: map[string]string{"endpoint": r.URL.Path}})
+	if d.OnAuthFailure != nil {
+		d.OnAuthFailure(r, oe)
+	}
 }
 
 func (d *Dispatcher) audit(r *http.Request, e store.AuditEvent) {
