@@ -59,6 +59,7 @@ type App struct {
 	store    store.Store
 	bus      events.Bus
 	cache    *cacheBackends
+	limits   *limitBackends
 	audit    *audit.Recorder
 	keys     *keys.Manager
 	secrets  *secret.Hasher
@@ -148,6 +149,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); a.janitor(ctx, 5*time.Minute) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.limits.sweepEvery(ctx, time.Minute, a.log) }()
 	if o.Reload != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.watchReloads(ctx, o.Reload) }()
@@ -184,6 +187,9 @@ func (a *App) build(ctx context.Context, o Options) error {
 		return fmt.Errorf("cache: %w", err)
 	}
 	a.bus = a.cache.Bus
+	if a.limits, err = openLimits(cfg, a.cache, a.registry, a.log); err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
 	a.audit = audit.NewRecorder(db, a.log)
 	if cfg.Issuer != nil {
 		if err := a.buildIssuer(ctx, cfg); err != nil {
@@ -193,7 +199,7 @@ func (a *App) build(ctx context.Context, o Options) error {
 	if cfg.Gateway != nil {
 		gw, err := gateway.New(ctx, gateway.Options{
 			Config: cfg, Logger: a.log, AccessLog: o.AccessLog, Metrics: a.registry, Events: a.bus,
-			SharedCache: a.cache.Shared,
+			SharedCache: a.cache.Shared, Limiter: a.limits.Limiter, Abuse: a.limits.Gateway, Audit: a.audit,
 		})
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)
@@ -226,7 +232,7 @@ func (a *App) buildIssuer(ctx context.Context, cfg *config.Config) error {
 	}
 	srv, err := issuer.New(issuer.Options{
 		Config: ic, Store: a.store, Keys: a.keys, Secrets: a.secrets, Events: a.bus,
-		Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp,
+		Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp, Abuse: a.limits.Issuer,
 	})
 	if err != nil {
 		return err
@@ -438,7 +444,7 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 		}
 		srv, err := issuer.New(issuer.Options{
 			Config: cfg.Issuer, Store: a.store, Keys: a.keys, Secrets: a.secrets, Events: a.bus,
-			Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp,
+			Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp, Abuse: a.limits.Issuer,
 		})
 		if err != nil {
 			return err
@@ -460,6 +466,9 @@ func (a *App) close() {
 	}
 	if a.issuer != nil {
 		a.issuer.Close()
+	}
+	if a.limits != nil {
+		a.limits.close()
 	}
 	if a.cache != nil {
 		a.cache.close()

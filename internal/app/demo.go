@@ -62,9 +62,23 @@ type DemoUser struct {
 
 // DemoRoute is a gateway route of the demo.
 type DemoRoute struct {
-	Path   string   `json:"path"`
-	Scopes []string `json:"scopes"`
-	Auth   string   `json:"auth,omitempty"`
+	Path      string   `json:"path"`
+	Scopes    []string `json:"scopes"`
+	Auth      string   `json:"auth,omitempty"`
+	RateLimit string   `json:"rate_limit,omitempty"` // e.g. "20/s burst 20 per client"
+}
+
+// Demo rate limit of /api/orders: low enough to see in a loop of requests.
+const (
+	demoOrdersRate  = "20/s"
+	demoOrdersBurst = 20
+)
+
+// demoRoutes are the routes of the demo config, for demo.json.
+var demoRoutes = []DemoRoute{
+	{Path: "/api/orders", Scopes: []string{"orders:read", "orders:write"}, Auth: "oauth", RateLimit: fmt.Sprintf("%s burst %d per client", demoOrdersRate, demoOrdersBurst)},
+	{Path: "/api/whoami", Scopes: []string{}, Auth: "oauth"},
+	{Path: "/internal/reports", Scopes: []string{"reports:read"}, Auth: "jwt"},
 }
 
 // demoAudience is the aud of the demo's access tokens: the demo API checks it.
@@ -265,7 +279,7 @@ func prepareDemo(dir string, lns map[string]net.Listener, be demoBackends) (*Dem
 		Admin:    fmt.Sprintf("https://127.0.0.1:%d", portOf(lns[RoleAdmin])),
 		CAFile:   filepath.Join(dir, "ca.pem"),
 		Users:    []DemoUser{},
-		Routes:   []DemoRoute{},
+		Routes:   demoRoutes,
 	}
 	for _, u := range demoUsers {
 		p := prevPasswords[u.username]
@@ -311,6 +325,8 @@ func prepareDemo(dir string, lns map[string]net.Listener, be demoBackends) (*Dem
 		"Hashes":       hashes,
 		"Audience":     demoAudience,
 		"WebRedirects": demoweb.RedirectURIs(webBase),
+		"OrdersRate":   demoOrdersRate,
+		"OrdersBurst":  demoOrdersBurst,
 	})
 	if err != nil {
 		return nil, err
@@ -375,6 +391,7 @@ gateway:
       match: { path_prefix: /api/orders, methods: [GET, POST] }
       upstream: { url: "https://127.0.0.1:{{.UpstreamPort}}", ca: ca.pem }
       auth: { method: oauth, method_scopes: { GET: [orders:read], POST: [orders:write] } }
+      rate_limit: { per: client, rate: {{.OrdersRate}}, burst: {{.OrdersBurst}} }
     - name: whoami
       match: { path: /api/whoami, methods: [GET] }
       upstream: { url: "https://127.0.0.1:{{.UpstreamPort}}", ca: ca.pem }
@@ -446,11 +463,18 @@ curl -s --cacert %[6]s -H "Authorization: Bearer $ACME" -H "Content-Type: applic
 curl -s --cacert %[6]s -H "Authorization: Bearer $REPORTS" %[2]s/internal/reports
 curl -s --cacert %[6]s -H "Authorization: Bearer $ACME" %[2]s/internal/reports
 
-5. Revoke acme's token; the gateway refuses it at once (401):
+5. Rate limits. Each client may call /api/orders %[13]s, in bursts of up to %[14]d.
+   Thirty requests at once over one connection: the first %[14]d or so pass, the rest get 429 with
+   Retry-After, and every answer carries RateLimit-Policy and RateLimit headers (add -i to
+   see them). Each client has its own budget: acme is not slowed by globex's burst.
+
+echo "30 requests at once:"; curl -s -o /dev/null -w '%%{http_code} ' --cacert %[6]s -H "Authorization: Bearer $GLOBEX" "%[2]s/api/orders?n=[1-30]"; echo
+
+6. Revoke acme's token; the gateway refuses it at once (401):
 
 curl -s --cacert %[6]s -u acme-app:%[10]s -d "token=$ACME" %[3]s/revoke; curl -s -o /dev/null -w '%%{http_code}\n' --cacert %[6]s -H "Authorization: Bearer $ACME" %[2]s/api/orders
 
-6. Sign in as a person. Open %[4]s/app/ in a browser (the certificate is from the demo's
+7. Sign in as a person. Open %[4]s/app/ in a browser (the certificate is from the demo's
    own CA, %[6]s: import it, or accept the warning) and sign in as
        alice   password %[11]s   (customer acme)
        bob     password %[12]s   (customer globex)
@@ -460,7 +484,14 @@ curl -s --cacert %[6]s -u acme-app:%[10]s -d "token=$ACME" %[3]s/revoke; curl -s
 Press Ctrl-C to stop.
 `, dir, info.Gateway, info.Issuer, info.Upstream, info.Admin, ca,
 		token("acme-app"), token("globex-app"), token("reports-svc"), secretOf["acme-app"],
-		passwordOf(info, "alice"), passwordOf(info, "bob"))
+		passwordOf(info, "alice"), passwordOf(info, "bob"), demoRateWords(demoOrdersRate), demoOrdersBurst)
+}
+
+// demoRateWords says a rate like "20/s" in words.
+func demoRateWords(rate string) string {
+	n, unit, _ := strings.Cut(rate, "/")
+	words := map[string]string{"s": "second", "m": "minute", "h": "hour", "d": "day"}
+	return n + " times a " + words[unit]
 }
 
 // ensureDemoUsers creates the demo users, or brings them back to their demo.json password
