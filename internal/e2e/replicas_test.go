@@ -56,9 +56,7 @@ func TestReplicas(t *testing.T) {
 	}
 	c := startCluster(t, pgURL, redisURL)
 	t.Run("issue on A, use through B, revoke on C", c.testRevocation)
-	t.Run("shared rate limit", func(t *testing.T) {
-		t.Skip("not wired yet: gateway routes' rate_limit does not use the Redis limiter (internal/ratelimit/redis), so replicas do not share limits")
-	})
+	t.Run("shared rate limit", c.testSharedLimit)
 	t.Run("postgres unreachable", c.testPostgresOutage)
 }
 
@@ -163,11 +161,16 @@ gateway:
       match: { path_prefix: /api/orders, methods: [GET] }
       upstream: { url: %q, ca: upstream-ca.pem }
       auth: { method: oauth, scopes: [orders:read] }
-storage: { driver: postgres, dsn: %q, query_timeout: %s }
-cache: { driver: redis, url: %q, prefix: %q }
+    - name: limited
+      match: { path_prefix: /api/limited, methods: [GET] }
+      upstream: { url: %[3]q, ca: upstream-ca.pem }
+      auth: { method: oauth, scopes: [orders:read] }
+      rate_limit: { per: client, rate: 1/h, burst: %[8]d }
+storage: { driver: postgres, dsn: %[4]q, query_timeout: %[5]s }
+cache: { driver: redis, url: %[6]q, prefix: %[7]q }
 admin: { listen: "127.0.0.1:${ADMIN_PORT}" }
 log: { level: info, format: json }
-`, c.issuerURL, revocationBound, upstream, pu.String(), queryTimeout, redisURL, prefix)
+`, c.issuerURL, revocationBound, upstream, pu.String(), queryTimeout, redisURL, prefix, sharedBurst)
 	if err := os.WriteFile(c.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -456,6 +459,64 @@ func (c *cluster) testRevocation(t *testing.T) {
 	}
 	if status, body, _, _ := c.introspect(t, a, tok); status != http.StatusOK || !strings.Contains(string(body), `"active":false`) {
 		t.Errorf("introspection on A after revocation on C: %d %s", status, body)
+	}
+}
+
+// sharedBurst is the burst of the limited route: with a rate of one an hour, what the three
+// replicas together may admit during the test.
+const sharedBurst = 300
+
+// testSharedLimit sends twice the limited route's burst through all three gateways at once,
+// with one client's token: together they admit the burst (±1 %), because they count in one
+// place, Redis, atomically.
+func (c *cluster) testSharedLimit(t *testing.T) {
+	tok := c.mustToken(t, c.replicas[0])
+	const workers = 4 // per replica
+	var admitted, refused, other atomic.Int64
+	var wg sync.WaitGroup
+	for _, r := range c.replicas {
+		for range workers {
+			wg.Go(func() {
+				for range 2 * sharedBurst / (3 * workers) {
+					req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, r.gateway+"/api/limited", nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					req.Header.Set("Authorization", "Bearer "+tok)
+					resp, err := c.http.Do(req)
+					if err != nil {
+						other.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					switch {
+					case resp.StatusCode == http.StatusOK && resp.Header.Get("RateLimit-Policy") == `"limited.client";q=1;w=3600`:
+						admitted.Add(1)
+					case resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "":
+						refused.Add(1)
+					default:
+						other.Add(1)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	t.Logf("three replicas admitted %d and refused %d of %d requests (burst %d)", admitted.Load(), refused.Load(), 2*sharedBurst, sharedBurst)
+	if other.Load() != 0 {
+		t.Errorf("%d requests failed or were answered without the limit's headers", other.Load())
+	}
+	if got := admitted.Load(); got < sharedBurst*99/100 || got > sharedBurst*101/100 {
+		t.Errorf("admitted %d, want %d ±1%%", got, sharedBurst)
+	}
+	var denied float64
+	for _, r := range c.replicas {
+		denied += c.metric(t, r, `portcullis_ratelimit_decisions_total{policy="limited.client",result="denied"}`)
+	}
+	if denied != float64(refused.Load()) {
+		t.Errorf("the replicas counted %v denials, the clients saw %d", denied, refused.Load())
 	}
 }
 
