@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,9 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/events"
+	"github.com/portcullis/portcullis/internal/ratelimit"
+	rlredis "github.com/portcullis/portcullis/internal/ratelimit/redis"
 	"github.com/portcullis/portcullis/internal/tokencheck/tokenchecktest"
 )
 
@@ -54,6 +59,12 @@ func benchGateway(b *testing.B) (*Gateway, *tokenchecktest.Issuer) {
 // the gateway is built.
 func benchGatewayWith(b testing.TB, mutate func(*config.Config)) (*Gateway, *tokenchecktest.Issuer) {
 	b.Helper()
+	return benchGatewayWithOptions(b, mutate, nil)
+}
+
+// benchGatewayWithOptions also changes the gateway's options (when not nil).
+func benchGatewayWithOptions(b testing.TB, mutate func(*config.Config), opts func(*Options)) (*Gateway, *tokenchecktest.Issuer) {
+	b.Helper()
 	is := tokenchecktest.New(b)
 	dir := b.TempDir()
 	secret := filepath.Join(dir, "secret")
@@ -78,7 +89,11 @@ func benchGatewayWith(b testing.TB, mutate func(*config.Config)) (*Gateway, *tok
 	if mutate != nil {
 		mutate(cfg)
 	}
-	g, err := New(b.Context(), Options{Config: cfg, Events: &events.Memory{}, AccessLog: io.Discard})
+	o := Options{Config: cfg, Events: &events.Memory{}, AccessLog: io.Discard}
+	if opts != nil {
+		opts(&o)
+	}
+	g, err := New(b.Context(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -134,15 +149,101 @@ func BenchmarkGatewayOAuth(b *testing.B) {
 // of the limits stage.
 func BenchmarkGatewayOAuthLimit(b *testing.B) {
 	g, is := benchGatewayWith(b, func(c *config.Config) {
-		c.Gateway.Routes[0].RateLimit = config.RateLimits{
-			{Per: "client", Rate: "1000000/s", Burst: 1000000},
-			{Per: "ip", Rate: "1000000/s", Burst: 1000000},
-		}
+		c.Gateway.Routes[0].RateLimit = limitBench
 	})
 	tok := is.Opaque(tokenchecktest.Grant{Subject: "alice", ClientID: "app", Scopes: []string{"orders:read"}})
 	req := httptest.NewRequest("GET", "/api/orders/7", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	benchServe(b, g, req)
+}
+
+// benchServeParallel is benchServe from many goroutines at once (for limiters whose cost is
+// a round trip: throughput, not latency).
+func benchServeParallel(b *testing.B, h http.Handler, req *http.Request) {
+	b.Helper()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		w := &discardWriter{h: http.Header{}}
+		r := req.Clone(req.Context())
+		for pb.Next() {
+			clear(w.h)
+			w.code = 0
+			h.ServeHTTP(w, r)
+			if w.code != 0 && w.code != 200 {
+				b.Errorf("status %d", w.code)
+				return
+			}
+		}
+	})
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, "req/s")
+	}
+}
+
+// limitBench are the limits of the limited benchmarks: a per-client and a per-IP limit,
+// high enough never to fire.
+var limitBench = config.RateLimits{
+	{Per: "client", Rate: "1000000/s", Burst: 1000000},
+	{Per: "ip", Rate: "1000000/s", Burst: 1000000},
+}
+
+// BenchmarkGatewayOAuthParallel, ...LimitParallel and ...LimitRedisParallel compare the
+// throughput of the oauth route without limits, with them in memory, and with them in
+// Redis (PORTCULLIS_TEST_REDIS; a ratelimit.Failover as the app builds it).
+func BenchmarkGatewayOAuthParallel(b *testing.B) {
+	benchOAuthParallel(b, nil, nil)
+}
+
+func BenchmarkGatewayOAuthLimitParallel(b *testing.B) {
+	benchOAuthParallel(b, limitBench, nil)
+}
+
+func BenchmarkGatewayOAuthLimitRedisParallel(b *testing.B) {
+	benchOAuthParallel(b, limitBench, benchRedisLimiter(b))
+}
+
+// BenchmarkGatewayOAuthClientLimitRedisParallel has the per-client limit only: one Redis
+// round trip per request instead of two (per-ip limits are decided before authentication,
+// per-client ones after it).
+func BenchmarkGatewayOAuthClientLimitRedisParallel(b *testing.B) {
+	benchOAuthParallel(b, limitBench[:1], benchRedisLimiter(b))
+}
+
+func benchRedisLimiter(b *testing.B) ratelimit.Limiter {
+	url := os.Getenv("PORTCULLIS_TEST_REDIS")
+	if url == "" {
+		b.Skip("PORTCULLIS_TEST_REDIS is not set")
+	}
+	c, err := rlredis.NewClient(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	health, err := ratelimit.NewHealth(func(ctx context.Context) error { return c.Ping(ctx).Err() }, ratelimit.HealthOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prefix := fmt.Sprintf("portcullis-bench:%d:", time.Now().UnixNano())
+	b.Cleanup(func() {
+		ctx := context.Background()
+		for _, k := range c.Keys(ctx, prefix+"*").Val() {
+			c.Del(ctx, k)
+		}
+	})
+	lim, err := ratelimit.NewFailover(rlredis.NewLimiter(c, rlredis.Options{Prefix: prefix}), nil, ratelimit.FailClosed, health, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return lim
+}
+
+func benchOAuthParallel(b *testing.B, limits config.RateLimits, lim ratelimit.Limiter) {
+	g, is := benchGatewayWithOptions(b, func(c *config.Config) { c.Gateway.Routes[0].RateLimit = limits }, func(o *Options) { o.Limiter = lim })
+	tok := is.Opaque(tokenchecktest.Grant{Subject: "alice", ClientID: "app", Scopes: []string{"orders:read"}})
+	req := httptest.NewRequest("GET", "/api/orders/7", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	benchServeParallel(b, g, req)
 }
 
 // BenchmarkGatewayJWT is a jwt route with the verified token cached by hash.
