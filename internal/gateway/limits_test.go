@@ -581,3 +581,43 @@ func TestLimitHeadersAreRatelimits(t *testing.T) {
 		}
 	}
 }
+
+// param (used for enumeration ids, allocation-free) agrees with params on every path a
+// pattern matches, and an id after a prefix is one segment.
+func FuzzPathParam(f *testing.F) {
+	for _, s := range [][2]string{
+		{"/api/orders/{id}", "/api/orders/7"},
+		{"/a/{x}/b/{y}", "/a/1/b/2"},
+		{"/files/{rest...}", "/files/a/b/c"},
+		{"/files/{rest...}", "/files/"},
+		{"/api/orders", "/api/orders/A-1001/items"},
+		{"/", "/x/y"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, path string) {
+		if p, err := NormalizePath(path); err != nil || p != path {
+			return
+		}
+		prefix := !strings.Contains(pattern, "{")
+		spec, err := compilePath(pattern, prefix)
+		if err != nil || !spec.match(path) {
+			return
+		}
+		if prefix {
+			rt := &route{path: spec, enum: &enumeration{afterPrefix: true}}
+			if id := rt.objectID(path); strings.Contains(id, "/") {
+				t.Fatalf("%q under %q: id %q spans segments", path, pattern, id)
+			}
+			return
+		}
+		for name, want := range spec.params(path) {
+			if got := spec.param(path, name); got != want {
+				t.Fatalf("%q on %q: param(%q) = %q, params says %q", pattern, path, name, got, want)
+			}
+		}
+		if got := spec.param(path, "no-such-param"); got != "" {
+			t.Fatalf("an unknown parameter has a value: %q", got)
+		}
+	})
+}
