@@ -121,10 +121,14 @@ func TestSharedLimitAcrossFourGateways(t *testing.T) {
 		limit config.RateLimit
 		want  func(elapsed time.Duration) float64
 		sends int
+		// below is how far under want the count may fall: for a sustained rate, tokens the
+		// bucket earned while the whole machine stalled near the end (a loaded CI box,
+		// -race) may go unused. Over-admission is never allowed beyond 1 %.
+		below float64
 	}{
-		{"burst", config.RateLimit{Name: "shared.burst", Per: "ip", Rate: "1/h", Burst: 400}, func(time.Duration) float64 { return 400 }, 800},
-		{"quota", config.RateLimit{Name: "shared.quota", Per: "ip", Quota: "300/day"}, func(time.Duration) float64 { return 300 }, 600},
-		{"sustained rate", config.RateLimit{Name: "shared.rate", Per: "ip", Rate: "50/s", Burst: 50}, func(d time.Duration) float64 { return 50 + 50*d.Seconds() }, 0},
+		{"burst", config.RateLimit{Name: "shared.burst", Per: "ip", Rate: "1/h", Burst: 400}, func(time.Duration) float64 { return 400 }, 800, 0},
+		{"quota", config.RateLimit{Name: "shared.quota", Per: "ip", Quota: "300/day"}, func(time.Duration) float64 { return 300 }, 600, 0},
+		{"sustained rate", config.RateLimit{Name: "shared.rate", Per: "ip", Rate: "50/s", Burst: 50}, func(d time.Duration) float64 { return 50 + 50*d.Seconds() }, 0, 0.03},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,12 +194,12 @@ func TestSharedLimitAcrossFourGateways(t *testing.T) {
 			elapsed := time.Since(start)
 			want := tt.want(elapsed)
 			got := float64(admitted.Load())
-			t.Logf("%s: %v admitted, %d refused, %d other, in %v; want %.0f ±1%%", tt.name, got, refused.Load(), other.Load(), elapsed.Round(time.Millisecond), want)
+			t.Logf("%s: %v admitted, %d refused, %d other, in %v; want %.0f", tt.name, got, refused.Load(), other.Load(), elapsed.Round(time.Millisecond), want)
 			if other.Load() != 0 {
 				t.Errorf("%d requests failed or were refused without Retry-After", other.Load())
 			}
-			if math.Abs(got-want) > math.Max(0.01*want, 1) {
-				t.Errorf("admitted %v, want %.0f ±1%%", got, want)
+			if got > want+math.Max(0.01*want, 1) || got < want-math.Max(max(0.01, tt.below)*want, 1) {
+				t.Errorf("admitted %v, want %.0f (+1%%, -%.0f%%)", got, want, 100*max(0.01, tt.below))
 			}
 			if refused.Load() == 0 {
 				t.Error("nothing was refused: the load did not reach the limit")
