@@ -232,7 +232,7 @@ func (a *App) buildIssuer(ctx context.Context, cfg *config.Config) error {
 	}
 	srv, err := issuer.New(issuer.Options{
 		Config: ic, Store: a.store, Keys: a.keys, Secrets: a.secrets, Events: a.bus,
-		Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp, Abuse: a.limits.Issuer,
+		Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp, Abuse: a.limits.Issuer, LoginBackends: a.limits.Login,
 	})
 	if err != nil {
 		return err
@@ -444,7 +444,7 @@ func (a *App) reload(ctx context.Context, cfg *config.Config) error {
 		}
 		srv, err := issuer.New(issuer.Options{
 			Config: cfg.Issuer, Store: a.store, Keys: a.keys, Secrets: a.secrets, Events: a.bus,
-			Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp, Abuse: a.limits.Issuer,
+			Audit: a.audit, Logger: a.log, Metrics: a.imetrics, TOTP: a.totp, Abuse: a.limits.Issuer, LoginBackends: a.limits.Login,
 		})
 		if err != nil {
 			return err

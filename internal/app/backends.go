@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/portcullis/portcullis/internal/login"
 	"log/slog"
 	"strings"
 	"time"
@@ -102,8 +103,10 @@ type limitBackends struct {
 	Limiter ratelimit.Limiter
 	Gateway *abuse.Detector // nil without a gateway
 	Issuer  *abuse.Detector // nil without an issuer
-	health  *ratelimit.Health
-	sweep   []func(time.Time) int // the in-memory stores
+	// Login holds the sign-in throttle's counts (the same backends, lists of their own).
+	Login  login.ThrottleOptions
+	health *ratelimit.Health
+	sweep  []func(time.Time) int // the in-memory stores
 }
 
 // openLimits builds the limit backends of cfg on the cache's backends.
@@ -163,6 +166,7 @@ func openLimits(cfg *config.Config, cache *cacheBackends, reg prometheus.Registe
 		if b.Issuer, err = detector("issuer", "issuer-block", "issuer-throttle"); err != nil {
 			return nil, err
 		}
+		b.Login = login.ThrottleOptions{Limiter: b.Limiter, Windows: windows, Blocks: list("login-block"), Locks: list("login-lock")}
 	}
 	return b, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/abuse"
 	"github.com/portcullis/portcullis/internal/config"
+	"github.com/portcullis/portcullis/internal/login"
 	"github.com/portcullis/portcullis/internal/ratelimit"
 	"github.com/portcullis/portcullis/internal/telemetry"
 )
@@ -171,5 +172,61 @@ func TestDemoRateLimit(t *testing.T) {
 	printWalkthrough(&out, dir, info)
 	if !strings.Contains(out.String(), `/api/orders?n=[1-30]"`) || !strings.Contains(out.String(), "429") {
 		t.Errorf("the walkthrough has no rate-limit step:\n%s", out.String())
+	}
+}
+
+// Two replicas on one Redis share the sign-in throttle: failures counted on one lock the
+// account on the other, and the memory default keeps them apart.
+func TestLoginThrottleSharedThroughRedis(t *testing.T) {
+	url := os.Getenv("PORTCULLIS_TEST_REDIS")
+	if url == "" {
+		t.Skip("PORTCULLIS_TEST_REDIS is not set (e.g. redis://127.0.0.1:6379/0): skipping the shared sign-in throttle")
+	}
+	prefix := "portcullis-test:login:" + strings.ToLower(time.Now().Format("150405.000000")) + ":"
+	cfg := limitsConfig(config.Cache{Driver: "redis", URL: url, Prefix: prefix, Fail: "closed"})
+	throttle := func() *login.Throttle {
+		cache, err := openCache(cfg, prometheus.NewRegistry(), telemetry.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cache.close)
+		b, err := openLimits(cfg, cache, prometheus.NewRegistry(), telemetry.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.close)
+		if b.Login.Blocks == nil || b.Login.Locks == nil || b.Login.Windows == nil || b.Login.Limiter == nil {
+			t.Fatalf("login backends incomplete: %+v", b.Login)
+		}
+		th, err := login.NewThrottle(config.LoginThrottle{PerIP: "1000/m", AccountFailures: 3, AccountWindow: time.Minute, AccountLock: time.Minute,
+			IPFailures: 100, IPWindow: time.Minute, IPBlock: time.Minute}, b.Login)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx := context.Background()
+			for _, k := range cache.Redis.Keys(ctx, prefix+"*").Val() {
+				cache.Redis.Del(ctx, k)
+			}
+		})
+		return th
+	}
+	a, b := throttle(), throttle()
+	now := time.Now()
+	ip := netip.MustParseAddr("192.0.2.10")
+	for range 3 {
+		if _, err := a.Failure(t.Context(), ip, "alice", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := b.Admit(t.Context(), netip.MustParseAddr("198.51.100.20"), "alice", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.AccountLocked {
+		t.Fatalf("replica B does not see the lock replica A's failures caused: %+v", v)
+	}
+	if v, _ := b.Admit(t.Context(), ip, "bob", now); v.AccountLocked {
+		t.Fatal("another account is locked too")
 	}
 }

@@ -41,10 +41,12 @@ type Options struct {
 	// from the master key for keys.PurposeTOTP). Without it users who have a second factor
 	// cannot sign in: they are refused, never let in on the password alone.
 	TOTP *login.TOTP
-	// LoginThrottle bounds sign-in guessing; nil builds one in memory from
-	// issuer.login.throttle. Pass one built on shared backends (Redis) when replicas must
-	// agree, and keep it across reloads so a reload does not forget the counts.
+	// LoginThrottle bounds sign-in guessing; nil builds one from issuer.login.throttle on
+	// LoginBackends (in memory where those are nil).
 	LoginThrottle *login.Throttle
+	// LoginBackends hold the throttle's counts: shared (Redis) backends make replicas agree,
+	// and since they outlive the Server a reload does not forget the counts.
+	LoginBackends login.ThrottleOptions
 	// Abuse counts invalid_client answers per client address at /token, /introspect,
 	// /revoke and /par (issuer.abuse.auth_failures) and refuses an address it blocked with
 	// 429 there. Nil: no such detection. Pass one on shared backends for replicas, with a
@@ -228,7 +230,7 @@ func (s *Server) buildSignIn() error {
 	s.sessions = &login.Sessions{Store: s.o.Store, TTL: s.login.SessionTTL, Now: s.o.Now}
 	s.throttle = s.o.LoginThrottle
 	if s.throttle == nil {
-		t, err := login.NewThrottle(s.login.Throttle, login.ThrottleOptions{})
+		t, err := login.NewThrottle(s.login.Throttle, s.o.LoginBackends)
 		if err != nil {
 			return fmt.Errorf("issuer: %w", err)
 		}
