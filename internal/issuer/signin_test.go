@@ -150,6 +150,36 @@ func TestAccountLockout(t *testing.T) {
 	}
 }
 
+// TestAccountLockoutLookalikeNames: the lock counts by the name the store looks users up
+// by (PRECIS UsernameCaseMapped), so a width- or case-variant of the name that signs in as
+// the same user is locked too, and failures under a variant lock the account.
+func TestAccountLockoutLookalikeNames(t *testing.T) {
+	for _, tt := range []struct{ name, failAs, signInAs string }{
+		{"fail as alice, sign in full-width", siAlice, "\uff41\uff4c\uff49\uff43\uff45"},
+		{"fail full-width, sign in as alice", "\uff41\uff4c\uff49\uff43\uff45", siAlice},
+		{"fail as ALICE, sign in full-width capitals", "ALICE", "\uff21\uff2c\uff29\uff23\uff25"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := buildSIHarness(t, siOptions{login: config.Login{Throttle: config.LoginThrottle{AccountFailures: 3, AccountLock: time.Minute, PerIP: "1000/m"}}})
+			_, challenge := pkce()
+			b := h.browser(t)
+			// The variant signs in as alice while nothing is locked.
+			r := b.signIn(t, b.loginPage(t, h.authParams(siWeb, siWebRedirect, challenge, "openid")), tt.signInAs, h.passwords[siAlice])
+			if r.status != http.StatusSeeOther {
+				t.Fatalf("%q does not sign in as alice: %d %.200s", tt.signInAs, r.status, r.body)
+			}
+			b = h.browser(t)
+			for range 3 {
+				b.signIn(t, b.loginPage(t, h.authParams(siWeb, siWebRedirect, challenge, "openid")), tt.failAs, "wrong-password!")
+			}
+			r = b.signIn(t, b.loginPage(t, h.authParams(siWeb, siWebRedirect, challenge, "openid")), tt.signInAs, h.passwords[siAlice])
+			if !strings.Contains(r.body, "Wrong username or password.") || siFindCookie(r, "__Host-portcullis-session") != nil {
+				t.Fatalf("the locked account signed in as %q: %d %q", tt.signInAs, r.status, r.header.Get("Location"))
+			}
+		})
+	}
+}
+
 // TestPerAddressRateLimit: sign-in posts from one address beyond the rate get 429.
 func TestPerAddressRateLimit(t *testing.T) {
 	h := buildSIHarness(t, siOptions{login: config.Login{Throttle: config.LoginThrottle{PerIP: "3/m"}}})

@@ -318,3 +318,27 @@ func (e *memEphemeral) DeleteEphemeral(_ context.Context, _, key string) error {
 	delete(e.m, key)
 	return nil
 }
+
+// TestAccountSubject: every spelling the store resolves to one user names one lock; other
+// names get locks of their own.
+func TestAccountSubject(t *testing.T) {
+	alice := login.AccountSubject("alice")
+	for _, tt := range []struct {
+		name, account string
+		same          bool
+	}{
+		{"capitals", "ALICE", true},
+		{"mixed case", "Alice", true},
+		{"full-width", "\uff41\uff4c\uff49\uff43\uff45", true},
+		{"full-width capitals", "\uff21\uff2c\uff29\uff23\uff25", true},
+		{"another user", "bob", false},
+		{"a name no user can have", "alice\u0000", false},
+		{"with a space", "al ice", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := login.AccountSubject(tt.account) == alice; got != tt.same {
+				t.Errorf("AccountSubject(%q) == AccountSubject(alice): %v, want %v", tt.account, got, tt.same)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/portcullis/portcullis/internal/abuse"
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/ratelimit"
+	"github.com/portcullis/portcullis/internal/store"
 )
 
 // Throttle bounds password and code guessing three ways:
@@ -151,13 +152,14 @@ func (t *Throttle) Failure(ctx context.Context, ip netip.Addr, account string, n
 	return fired, nil
 }
 
-// AccountSubject names an account for the abuse lists: the username case-folded (what
-// people type varies in case; the store compares usernames case-insensitively), cut to a
-// bounded length. Unknown usernames are throttled exactly like known ones.
+// AccountSubject names an account for the abuse lists: the username's comparison key
+// (store.UsernameKey, the key the store finds users by), so every spelling that signs in as
+// one user — case, full-width forms — counts against one lock. A name no user can have
+// (store.UsernameKey refuses it) is counted under its own lowercased form, in a namespace
+// of its own: unknown usernames are throttled exactly like known ones.
 func AccountSubject(account string) string {
-	a := strings.ToLower(account)
-	if len(a) > 150 {
-		a = a[:150]
+	if k, err := store.UsernameKey(account); err == nil {
+		return "account:" + ratelimit.StorageKey(k)
 	}
-	return "account:" + ratelimit.StorageKey(a)
+	return "account-invalid:" + ratelimit.StorageKey(strings.ToLower(account))
 }

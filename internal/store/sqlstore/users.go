@@ -6,23 +6,17 @@ import (
 	"fmt"
 
 	"github.com/portcullis/portcullis/internal/store"
-	"golang.org/x/text/secure/precis"
 )
 
 const userCols = `id, username, username_key, password_hash, disabled, totp_sealed, totp_last_step,
 	attributes, created_at, updated_at`
 
-// usernameKey is the form usernames are unique and looked up in: the PRECIS
-// UsernameCaseMapped profile (RFC 8265), which maps case and width and normalises, so "Alice",
-// "ALICE" and "Ａｌｉｃｅ" are one user, and refuses spaces, controls and other characters
-// that make look-alike names.
+// usernameKey is the form usernames are unique and looked up in (store.UsernameKey: PRECIS
+// UsernameCaseMapped), so "Alice", "ALICE" and "Ａｌｉｃｅ" are one user.
 func usernameKey(name string) (string, error) {
-	if name == "" {
-		return "", invalid("empty username")
-	}
-	k, err := precis.UsernameCaseMapped.CompareKey(name)
+	k, err := store.UsernameKey(name)
 	if err != nil {
-		return "", invalid("username %q: %v", name, err)
+		return "", fmt.Errorf("sqlstore: %w", err)
 	}
 	if len(k) > maxKey {
 		return "", invalid("username longer than %d bytes", maxKey)
