@@ -751,6 +751,11 @@ func (g *Gateway) validateAuth(c *Config, ps *Problems, route string, r *Route) 
 		}
 		checkScopes(ps, mp, scopes)
 	}
+	if len(a.MethodScopes) > 0 && len(a.Scopes) == 0 {
+		if missing := unscopedMethods(r); len(missing) > 0 {
+			ps.add(p+".method_scopes", "no entry for %s while auth.scopes is empty: those requests would need no scope; add entries (HEAD uses GET's), narrow match.methods, or set auth.scopes", strings.Join(missing, ", "))
+		}
+	}
 	for i, pol := range r.Policies {
 		pp := fmt.Sprintf("%s.policies[%d]", route, i)
 		if strings.TrimSpace(pol) == "" {
@@ -761,6 +766,29 @@ func (g *Gateway) validateAuth(c *Config, ps *Problems, route string, r *Route) 
 			ps.add(pp, "route %q: %v", r.Name, err)
 		}
 	}
+}
+
+// unscopedMethods lists the methods the route serves that method_scopes gives no entry:
+// every method when match.methods is empty, and HEAD when GET is served (the gateway serves
+// HEAD through the GET route), unless GET or HEAD has an entry.
+func unscopedMethods(r *Route) []string {
+	served := r.Match.Methods
+	if len(served) == 0 {
+		served = RouteMethods
+	}
+	var missing []string
+	for _, m := range RouteMethods {
+		serves := slices.Contains(served, m) || (m == "HEAD" && slices.Contains(served, "GET"))
+		_, has := r.Auth.MethodScopes[m]
+		if m == "HEAD" {
+			_, get := r.Auth.MethodScopes["GET"]
+			has = has || get
+		}
+		if serves && !has {
+			missing = append(missing, m)
+		}
+	}
+	return missing
 }
 
 func checkScopes(ps *Problems, p string, scopes []string) {

@@ -124,6 +124,12 @@ func TestGatewayProblems(t *testing.T) {
 		{"method scopes unknown method", func(c *Config) { c.Gateway.Routes[0].Auth.MethodScopes = map[string][]string{"FETCH": {"a"}} }, "gateway.routes[0].auth.method_scopes.FETCH", "unknown method"},
 		{"method scopes unmatched method", func(c *Config) { c.Gateway.Routes[0].Auth.MethodScopes = map[string][]string{"DELETE": {"a"}} }, "gateway.routes[0].auth.method_scopes.DELETE", "does not match"},
 		{"method scopes bad scope", func(c *Config) { c.Gateway.Routes[0].Auth.MethodScopes = map[string][]string{"POST": {"a\"b"}} }, "gateway.routes[0].auth.method_scopes.POST[0]", "not a valid scope"},
+		{"method scopes leave GET unscoped", func(c *Config) { c.Gateway.Routes[0].Auth.Scopes = nil }, "gateway.routes[0].auth.method_scopes", "no entry for GET, HEAD while auth.scopes is empty"},
+		{"method scopes leave methods unscoped", func(c *Config) {
+			c.Gateway.Routes[0].Auth.Scopes = nil
+			c.Gateway.Routes[0].Match.Methods = nil
+			c.Gateway.Routes[0].Auth.MethodScopes = map[string][]string{"GET": {"a"}, "POST": {"b"}, "PUT": {"b"}}
+		}, "gateway.routes[0].auth.method_scopes", "no entry for PATCH, DELETE, OPTIONS while"},
 		{"scopes on public", func(c *Config) { c.Gateway.Routes[3].Auth.Scopes = []string{"a"} }, "gateway.routes[3].auth.scopes", "only to oauth and jwt"},
 		{"scopes on mtls", func(c *Config) { c.Gateway.Routes[2].Auth.Scopes = []string{"a"} }, "gateway.routes[2].auth.scopes", "only to oauth and jwt"},
 		{"policies on public", func(c *Config) { c.Gateway.Routes[3].Policies = []string{"true"} }, "gateway.routes[3].policies", "only to oauth and jwt"},

@@ -194,6 +194,11 @@ func (b *builder) compileRoute(rc *config.Route) (*route, error) {
 		}
 		rt.methodScopes[i] = newScopeReq(scopes, rc.Auth.ScopesMode)
 	}
+	// HEAD is GET without the body: it needs what GET needs unless it has its own entry
+	// (the table serves HEAD through the GET route).
+	if rt.methodScopes[1] == nil {
+		rt.methodScopes[1] = rt.methodScopes[0]
+	}
 	for i, expr := range rc.Policies {
 		p, err := jwtverify.CompilePolicy(expr)
 		if err != nil {
