@@ -5,6 +5,7 @@
 //	  strict framing validator that holds each head back until it has judged it
 //	→ refused framing (CL+TE, duplicate CL, obs-fold, TE other than chunked, bad chunk,
 //	  bare LF/CR, space before colon, ...) → 400 and the connection closed
+//	→ request headers whose names contain '_' dropped (CGI servers fold '_' and '-')
 //	→ gateway.ip_filter and the block list of addresses (403)
 //	→ normalise path (ambiguous → 400) → match host, path, method (404, 405 + Allow)
 //	→ the route's ip_filter (403) → CORS preflight (answered here) → body limit (413)

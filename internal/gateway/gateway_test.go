@@ -269,6 +269,50 @@ func TestSpoofedHeadersNeverReachUpstream(t *testing.T) {
 	}
 }
 
+// TestUnderscoreHeadersDropped: CGI, WSGI and Rack servers read X_User_Id and X-User-Id as the
+// same variable (HTTP_X_USER_ID), so a name with an underscore could smuggle an identity or
+// forwarding header past the stripping, which compares canonical names. Every such header is
+// dropped, over HTTP/1.1 and HTTP/2.
+func TestUnderscoreHeadersDropped(t *testing.T) {
+	h := newHarness(t)
+	tok := h.opaque("orders:read")
+	spoof := http.Header{
+		"X_User":           {"admin"},
+		"X_customer_id":    {"c-1"},
+		"X_Forwarded_For":  {"6.6.6.6"},
+		"X_Forwarded_Host": {"evil.example"},
+		"X_Real_Ip":        {"6.6.6.6"},
+		"Authorization_":   {"Bearer forged"},
+		"X-Trace":          {"kept"},
+	}
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+	}{{"HTTP/1.1", h.h1client()}, {"HTTP/2", h.client}} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := h.doWith(tc.client, "GET", "/api/orders", tok, spoof, nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			seen := h.lastSeen()
+			var underscored []string
+			for k := range seen.Header {
+				if strings.Contains(k, "_") {
+					underscored = append(underscored, k)
+				}
+			}
+			if len(underscored) > 0 {
+				t.Errorf("headers with underscores reached the upstream: %q", underscored)
+			}
+			got := map[string]string{"X-Trace": seen.Header.Get("X-Trace"), "X-Forwarded-For": seen.Header.Get("X-Forwarded-For"), "X-Forwarded-Host": seen.Header.Get("X-Forwarded-Host")}
+			want := map[string]string{"X-Trace": "kept", "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": h.addr}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("headers at the upstream (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestTrustedProxyView(t *testing.T) {
 	h := newHarness(t, withConfig(func(c *config.Config, _ *harness) {
 		c.Gateway.TrustedProxies = []string{"127.0.0.1/32"}

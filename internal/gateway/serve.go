@@ -139,6 +139,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, edge bool) {
 	if r.TLS == nil && fc != nil && fc.tls != nil {
 		r.TLS = fc.tls // the listener did the handshake; r is our own copy
 	}
+	dropUnderscoreHeaders(r.Header)
 	h := w.Header()
 	h["X-Request-Id"] = []string{rs.id}
 	h["X-Content-Type-Options"] = valNosniff
@@ -234,6 +235,19 @@ func (g *Gateway) finish(rs *reqState, r *http.Request, start time.Time) {
 	}
 	if cap(rs.buf) <= 4096 {
 		reqStates.Put(rs)
+	}
+}
+
+// dropUnderscoreHeaders removes every request header whose name holds an underscore, before
+// anything reads the headers. CGI, WSGI, Rack and PHP servers turn both X-User-Id and X_User_Id
+// into HTTP_X_USER_ID, so such a name would carry an identity or forwarding header past the
+// stripping (which compares canonical names) to an upstream that believes it. nginx drops
+// them by default too (underscores_in_headers off).
+func dropUnderscoreHeaders(h http.Header) {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 {
+			delete(h, k)
+		}
 	}
 }
 
