@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -798,5 +800,103 @@ func TestServerSettings(t *testing.T) {
 	}
 	if s.ReadTimeout == 0 || s.WriteTimeout == 0 || s.IdleTimeout == 0 {
 		t.Errorf("a zero timeout: %v %v %v", s.ReadTimeout, s.WriteTimeout, s.IdleTimeout)
+	}
+}
+
+// TestInterimResponses: an upstream's 1xx (100 Continue, 103 Early Hints) reaches the client
+// cleaned like a final response (no banner, no credentials, no upstream CORS), and the final
+// response after it still carries the gateway's own headers: ReverseProxy clears the header
+// map after forwarding a 1xx.
+func TestInterimResponses(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *config.Config, _ *harness) {
+		c.Gateway.Routes[0].RateLimit = config.RateLimits{{Per: "client", Rate: "100/s"}}
+	}))
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Link", "</app.css>; rel=preload; as=style")
+		hd.Set("Server", "upstream/1.0")
+		hd.Set("Authorization", "Bearer leaked")
+		hd.Set("Access-Control-Allow-Origin", "*")
+		hd.Set("X-Request-Id", "upstream-id")
+		w.WriteHeader(http.StatusEarlyHints)
+		clear(hd)
+		_, _ = io.ReadAll(r.Body) // with Expect: 100-continue, this sends 100 Continue
+		hd.Set("Server", "upstream/1.0")
+		hd.Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	})
+	h.handler.Store(&handler)
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+	}{{"HTTP/1.1", h.h1client()}, {"HTTP/2", h.client}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var interim []textproto.MIMEHeader
+			var codes []int
+			trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
+				mu.Lock()
+				defer mu.Unlock()
+				codes = append(codes, code)
+				interim = append(interim, hdr)
+				return nil
+			}}
+			req, err := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "POST", h.url+"/api/orders", strings.NewReader(`{"item":1}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+h.opaque("orders:read", "orders:write"))
+			req.Header.Set("Origin", "https://app.example")
+			req.Header.Set("Expect", "100-continue")
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			h.lastSeen()
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			early := -1
+			for i, c := range codes {
+				if c == http.StatusEarlyHints {
+					early = i
+				}
+			}
+			if early < 0 {
+				t.Fatalf("no 103 reached the client (1xx codes %v)", codes)
+			}
+			for i, hdr := range interim {
+				for _, name := range []string{"Server", "Authorization", "Access-Control-Allow-Origin", "X-Request-Id"} {
+					if v := hdr.Get(name); v == "upstream/1.0" || v == "Bearer leaked" || v == "*" || v == "upstream-id" {
+						t.Errorf("the %d response carried the upstream's %s: %q", codes[i], name, v)
+					}
+				}
+			}
+			if got := interim[early].Get("Link"); got != "</app.css>; rel=preload; as=style" {
+				t.Errorf("103 Link = %q, want the upstream's hint", got)
+			}
+			want := map[string]bool{
+				"Strict-Transport-Security": true, "X-Content-Type-Options": true, "X-Request-Id": true,
+				"Ratelimit": true, "Ratelimit-Policy": true, "Access-Control-Allow-Origin": true, "Server": false,
+			}
+			got := map[string]bool{}
+			for k := range want {
+				got[k] = resp.Header.Get(k) != ""
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("final headers present (-want +got):\n%s", diff)
+			}
+			if n := len(resp.Header.Values("X-Request-Id")); n != 1 {
+				t.Errorf("X-Request-Id appears %d times", n)
+			}
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "https://app.example" {
+				t.Errorf("Access-Control-Allow-Origin = %q", got)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"runtime/debug"
 	"strings"
@@ -55,10 +56,11 @@ type reqState struct {
 	subject   string
 	clientID  string
 	reason    string
-	status    int         // the status to report when no response was written (client gone)
-	standIn   bool        // the request stands in for a refused head: its method means nothing
-	conn      *framedConn // the validated HTTP/1.x connection (nil for HTTP/2)
-	connReq   int64       // the request's index on conn
+	status    int           // the status to report when no response was written (client gone)
+	standIn   bool          // the request stands in for a refused head: its method means nothing
+	in        *http.Request // the request as proxied (set just before the proxy runs)
+	conn      *framedConn   // the validated HTTP/1.x connection (nil for HTTP/2)
+	connReq   int64         // the request's index on conn
 	buf       []byte
 
 	ipThrottled bool                  // the address is on the throttle list
@@ -85,14 +87,25 @@ func (p *bufferPool) Get() []byte  { return *(p.pool.Get().(*[]byte)) }
 func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // recorder remembers the status and the bytes written. 1xx responses pass through without
-// counting as the final status.
+// counting as the final status, cleaned like a final response.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	// interim reports that a 1xx was forwarded. ReverseProxy then clears the header map,
+	// which held the gateway's own headers, so they must be set again (restoreHeaders).
+	interim bool
 }
 
 func (w *recorder) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// An upstream's interim response (100 Continue, 103 Early Hints): ReverseProxy copied
+		// its headers into the map, and they never pass through modifyResponse.
+		cleanInterim(w.Header())
+		w.interim = true
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	if (code >= 200 || code == http.StatusSwitchingProtocols) && w.status == 0 {
 		w.status = code
 	}
@@ -234,6 +247,7 @@ func (g *Gateway) finish(rs *reqState, r *http.Request, start time.Time) {
 		panic(v) // net/http expects it; rs is not returned to the pool
 	}
 	if cap(rs.buf) <= 4096 {
+		rs.in = nil
 		reqStates.Put(rs)
 	}
 }
@@ -383,6 +397,7 @@ func (g *Gateway) serve(rs *reqState, r *http.Request) {
 	if (rt.limits != nil || rs.st.abuse.clientStatus) && !g.limitAfter(rs, r, rt) {
 		return
 	}
+	rs.in = r
 	rt.proxy.ServeHTTP(&rs.rec, r)
 }
 
@@ -614,9 +629,54 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	h["X-Request-Id"] = vals[3:4:4]
 }
 
+// hopByHop are the hop-by-hop response headers (RFC 9110 §7.6.1) that ReverseProxy removes
+// from final responses but not from the 1xx it forwards.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// cleanInterim removes from a 1xx response's headers what modifyResponse removes from a final
+// one, and the hop-by-hop headers. The gateway's own headers go too: they are set again on
+// the final response (restoreHeaders).
+func cleanInterim(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				delete(h, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+	for k := range h {
+		if responseStripped[k] || strings.HasPrefix(k, "Access-Control-") || k == hdrRateLimit || k == hdrPolicy {
+			delete(h, k)
+		}
+	}
+}
+
+// restoreHeaders sets the gateway's own response headers again after a forwarded 1xx cleared
+// them: the request id, nosniff, HSTS, CORS and the RateLimit headers.
+func (g *Gateway) restoreHeaders(rs *reqState) {
+	h := rs.rec.Header()
+	h["X-Request-Id"] = []string{rs.id}
+	h["X-Content-Type-Options"] = valNosniff
+	if rs.in.TLS != nil {
+		h["Strict-Transport-Security"] = valHSTS
+	}
+	if rs.route.cors != nil {
+		rs.route.cors.actual(h, rs.in.Header.Get("Origin"))
+	}
+	if len(rs.decided) > 0 {
+		setLimitHeaders(h, rs.decided, g.opts.Now())
+	}
+}
+
 // modifyResponse cleans the upstream's response headers.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	rs := stateOf(resp.Request.Context())
+	if rs != nil && rs.rec.interim {
+		g.restoreHeaders(rs) // before ReverseProxy adds the response's own headers
+	}
 	h := resp.Header
 	for k := range h {
 		if responseStripped[k] || strings.HasPrefix(k, "Access-Control-") { // the gateway owns CORS
@@ -640,6 +700,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	rs := stateOf(r.Context())
 	rt := rs.route
+	if rs.rec.interim {
+		g.restoreHeaders(rs)
+	}
 	var tooLarge *http.MaxBytesError
 	why := framingClean
 	if rs.conn != nil {
