@@ -252,10 +252,15 @@ func (g *Gateway) validate(c *Config, ps *Problems) {
 		c.checkFile(ps, "gateway.issuer_ca", g.IssuerCA)
 	}
 	for i, s := range g.TrustedProxies {
-		if _, err := netip.ParsePrefix(s); err != nil {
-			if _, err := netip.ParseAddr(s); err != nil {
-				ps.add(fmt.Sprintf("gateway.trusted_proxies[%d]", i), "%q is not a CIDR or an IP address", s)
-			}
+		p := fmt.Sprintf("gateway.trusted_proxies[%d]", i)
+		pfx, ok := parseTrustedProxy(s)
+		switch {
+		case !ok:
+			ps.add(p, "%q is not a CIDR or an IP address", s)
+		case pfx.Addr().Is4() && pfx.Bits() < minTrustedBits4:
+			ps.add(p, "%q is too wide: every address in it could forge X-Forwarded-For and pass as any client (past ip_filter, per-ip limits and blocks); list your proxies, /%d or narrower for IPv4", s, minTrustedBits4)
+		case pfx.Addr().Is6() && pfx.Bits() < minTrustedBits6:
+			ps.add(p, "%q is too wide: every address in it could forge X-Forwarded-For and pass as any client (past ip_filter, per-ip limits and blocks); list your proxies, /%d or narrower for IPv6", s, minTrustedBits6)
 		}
 	}
 	for i, h := range g.IdentityHeaders {
@@ -309,6 +314,55 @@ func (g *Gateway) validate(c *Config, ps *Problems) {
 					ps.add(fmt.Sprintf("gateway.routes[%d].match", idx[b]), "route %q matches the same requests as route %q (method %s): give each method to one route", rb.Name, ra.Name, m)
 				}
 			}
+		}
+	}
+}
+
+// The widest trusted_proxies prefixes that load: a reverse proxy tier is never larger, and
+// 0.0.0.0/0 or ::/0 would let anyone choose the client address the gateway sees.
+const (
+	minTrustedBits4 = 8
+	minTrustedBits6 = 32
+)
+
+// privateRanges are the private and loopback networks (RFC 1918, RFC 4193, loopback): where
+// the proxies in front of a gateway normally are.
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("fc00::/7"), netip.MustParsePrefix("::1/128"),
+}
+
+// parseTrustedProxy reads a trusted_proxies entry: a CIDR or one address. An IPv4-mapped
+// IPv6 prefix is read as the IPv4 prefix it names.
+func parseTrustedProxy(s string) (netip.Prefix, bool) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), true
+}
+
+// trustedProxyWarnings warns about trusted proxies outside private and loopback ranges.
+func (g *Gateway) trustedProxyWarnings(ws *Problems) {
+	for i, s := range g.TrustedProxies {
+		p, ok := parseTrustedProxy(s)
+		if !ok {
+			continue
+		}
+		inside := false
+		for _, r := range privateRanges {
+			inside = inside || (r.Bits() <= p.Bits() && r.Contains(p.Addr()))
+		}
+		if !inside {
+			ws.add(fmt.Sprintf("gateway.trusted_proxies[%d]", i), "%s is outside private and loopback ranges: the gateway believes X-Forwarded-For from it, so whoever sends from there chooses the client address that ip_filter, per-ip limits and blocks see; list only your own proxies", s)
 		}
 	}
 }

@@ -162,6 +162,11 @@ func TestGatewayProblems(t *testing.T) {
 		{"cache control injection", func(c *Config) { c.Gateway.Routes[0].Cache = "public\r\nSet-Cookie: x=y" }, "gateway.routes[0].cache_control", "header value"},
 		{"route max body", func(c *Config) { c.Gateway.Routes[0].MaxBody = 2 << 30 }, "gateway.routes[0].max_body", "between"},
 		{"trusted proxy", func(c *Config) { c.Gateway.TrustedProxies = []string{"10.0.0.0/33"} }, "gateway.trusted_proxies[0]", "CIDR"},
+		{"trusted proxy everyone v4", func(c *Config) { c.Gateway.TrustedProxies = []string{"10.0.0.1", "0.0.0.0/0"} }, "gateway.trusted_proxies[1]", "too wide"},
+		{"trusted proxy everyone v6", func(c *Config) { c.Gateway.TrustedProxies = []string{"::/0"} }, "gateway.trusted_proxies[0]", "too wide"},
+		{"trusted proxy /7", func(c *Config) { c.Gateway.TrustedProxies = []string{"10.0.0.0/7"} }, "gateway.trusted_proxies[0]", "/8"},
+		{"trusted proxy /31 v6", func(c *Config) { c.Gateway.TrustedProxies = []string{"2001:db8::/31"} }, "gateway.trusted_proxies[0]", "/32"},
+		{"trusted proxy mapped everyone", func(c *Config) { c.Gateway.TrustedProxies = []string{"::ffff:0.0.0.0/96"} }, "gateway.trusted_proxies[0]", "too wide"},
 		{"identity header host", func(c *Config) { c.Gateway.IdentityHeaders = []string{"Host"} }, "gateway.identity_headers[0]", "cannot be"},
 		{"identity header syntax", func(c *Config) { c.Gateway.IdentityHeaders = []string{"X User"} }, "gateway.identity_headers[0]", "header name"},
 		{"issuer plain http", func(c *Config) { c.Gateway.Issuer = "http://issuer.example" }, "gateway.issuer", "http://"},
@@ -277,5 +282,40 @@ gateway:
 	}
 	if !strings.Contains(err.Error(), "line 15:") {
 		t.Errorf("problems carry no line: %v", err)
+	}
+}
+
+// TestTrustedProxies: the widest prefixes that load, and the warning about proxies outside
+// private and loopback ranges (a public address's X-Forwarded-For is believed).
+func TestTrustedProxies(t *testing.T) {
+	tests := []struct {
+		name    string
+		proxies []string
+		warn    []string // paths of warnings
+	}{
+		{"private and loopback", []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.1.0/24", "127.0.0.1", "::1", "fd12:3456::/48"}, nil},
+		{"public addresses", []string{"10.1.2.3", "203.0.113.7", "2001:db8::/32", "11.0.0.0/8"}, []string{"gateway.trusted_proxies[1]", "gateway.trusted_proxies[2]", "gateway.trusted_proxies[3]"}},
+		{"wider than a private range", []string{"10.0.0.0/8", "172.0.0.0/8"}, []string{"gateway.trusted_proxies[1]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validGateway(t)
+			c.Gateway.TrustedProxies = tt.proxies
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			var got []string
+			for _, w := range c.Warnings() {
+				if strings.HasPrefix(w.Path, "gateway.trusted_proxies") {
+					got = append(got, w.Path)
+					if !strings.Contains(w.Message, "X-Forwarded-For") {
+						t.Errorf("warning %q does not say what is at stake", w.Message)
+					}
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tt.warn, " ") {
+				t.Errorf("warnings at %v, want %v", got, tt.warn)
+			}
+		})
 	}
 }

@@ -416,6 +416,7 @@ func (c *Config) Warnings() []Problem {
 		if g.InsecureHTTP {
 			ws.add("gateway.insecure_http", "plain HTTP to clients: bearer tokens travel in the clear")
 		}
+		g.trustedProxyWarnings(&ws)
 		for i, r := range g.Routes {
 			if r.Upstream.InsecureHTTP {
 				ws.add(fmt.Sprintf("gateway.routes[%d].upstream.insecure_http", i), "route %q sends tokens to its upstream over plain HTTP", r.Name)
