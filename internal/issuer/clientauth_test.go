@@ -6,14 +6,17 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/oauth"
 	"github.com/portcullis/portcullis/internal/store"
 )
@@ -269,4 +272,73 @@ func hmacJWT(t *testing.T, h *harness, now time.Time) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// floodArgon2id sends n wrong argon2id secrets of argonApp to /token at once and counts the
+// answers by status.
+func floodArgon2id(t *testing.T, h *harness, n int) map[int]int {
+	t.Helper()
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			r := h.post(t, "/token", ccForm(), map[string]string{"Authorization": basicAuth(argonApp, fmt.Sprintf("guess number %d", i))})
+			mu.Lock()
+			statuses[r.status]++
+			mu.Unlock()
+			if r.status == http.StatusServiceUnavailable && (r.json(t)["error"] != "temporarily_unavailable" || r.header.Get("Retry-After") == "") {
+				t.Errorf("busy answer: %s %v", r.body, r.header)
+			}
+		})
+	}
+	wg.Wait()
+	return statuses
+}
+
+// TestArgon2idFloodFailsFast: a flood of wrong person-chosen secrets does not queue without
+// bound in front of the two argon2id slots (which every sign-in shares): checks beyond the
+// waiting queue are refused at once with 503 temporarily_unavailable, and nothing is
+// counted or audited as a wrong secret for them.
+func TestArgon2idFloodFailsFast(t *testing.T) {
+	h := newHarness(t)
+	const n = 40
+	statuses := floodArgon2id(t, h, n)
+	if statuses[http.StatusUnauthorized]+statuses[http.StatusServiceUnavailable] != n {
+		t.Fatalf("answers by status: %v", statuses)
+	}
+	if statuses[http.StatusServiceUnavailable] == 0 {
+		t.Errorf("all %d wrong argon2id secrets were hashed (answers %v): the queue is unbounded", n, statuses)
+	}
+	// Once the flood is over a right secret works at once.
+	if r := h.post(t, "/token", ccForm(), map[string]string{"Authorization": basicAuth(argonApp, argonSecret)}); r.status != http.StatusOK {
+		t.Errorf("after the flood: %d %s", r.status, r.body)
+	}
+}
+
+// TestArgon2idFloodCountedBeforeHashing: with abuse detection on, each argon2id check is
+// counted against the address before it is computed, so a flood is blocked after
+// threshold attempts however many arrive at once, instead of every request already in
+// flight costing a hash first.
+func TestArgon2idFloodCountedBeforeHashing(t *testing.T) {
+	const threshold = 5
+	h := buildHarness(t, harnessOptions{
+		abuse:        newAbuseDetector(t, nil),
+		authFailures: config.AbuseRule{Threshold: threshold, Window: time.Minute, Action: "block", For: 10 * time.Minute},
+	})
+	// A right secret counts once, then is served from the cache without counting.
+	for range 3 {
+		if r := h.post(t, "/token", ccForm(), map[string]string{"Authorization": basicAuth(argonApp, argonSecret)}); r.status != http.StatusOK {
+			t.Fatalf("right secret: %d %s", r.status, r.body)
+		}
+	}
+	statuses := floodArgon2id(t, h, 40)
+	// The right secret counted once; threshold-2 more attempts pass, the next one fires.
+	if hashed := statuses[http.StatusUnauthorized]; hashed > threshold-2 {
+		t.Errorf("%d wrong secrets were hashed (answers %v); at most %d may be before the block", hashed, statuses, threshold-2)
+	}
+	if statuses[http.StatusTooManyRequests] == 0 {
+		t.Errorf("the flood was never blocked: %v", statuses)
+	}
+	h.waitAudit(t, "abuse.fired", "", nil)
 }

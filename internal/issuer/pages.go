@@ -227,7 +227,8 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, t
 // serverError is the error page of a technical failure: a store that does not answer is a
 // 503, anything else a 500.
 func (s *Server) serverError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, store.ErrUnavailable) {
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, secret.ErrBusy) {
+		w.Header().Set("Retry-After", "1")
 		s.errorPage(w, r, http.StatusServiceUnavailable, "Try again later", "The service is busy or unavailable. Please try again in a moment.", err)
 		return
 	}

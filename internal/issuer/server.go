@@ -97,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		issued:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_token_requests_total", Help: "Token requests by grant type and outcome (ok or the OAuth error code)."}, []string{"grant_type", "outcome"}),
 		introspect: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_introspections_total", Help: "Introspection requests by result (active, inactive, error) and format (json, jwt)."}, []string{"result", "format"}),
 		revoked:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_revocations_total", Help: "Revocation requests by result."}, []string{"result"}),
-		logins:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_logins_total", Help: "Sign-in attempts (password or code) by outcome: success, failure, locked, throttled."}, []string{"outcome"}),
+		logins:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_logins_total", Help: "Sign-in attempts (password or code) by outcome: success, failure, locked, throttled, busy (no password check could run: try again)."}, []string{"outcome"}),
 		blocked:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_blocked_requests_total", Help: "Requests to the OAuth endpoints refused (429) because their address is blocked after client-authentication failures, by endpoint."}, []string{"endpoint"}),
 	}
 	if reg != nil {
@@ -152,6 +152,7 @@ func New(o Options) (*Server, error) {
 		HTTPClient:           o.HTTPClient,
 		Now:                  o.Now,
 	}
+	s.auth.BeforeArgon2id = s.beforeArgon2id
 	if err := s.buildSignIn(); err != nil {
 		return nil, err
 	}

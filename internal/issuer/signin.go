@@ -13,6 +13,7 @@ import (
 	"github.com/portcullis/portcullis/internal/issuer/grant"
 	"github.com/portcullis/portcullis/internal/login"
 	"github.com/portcullis/portcullis/internal/oauth"
+	"github.com/portcullis/portcullis/internal/secret"
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/web"
 )
@@ -23,6 +24,7 @@ const (
 	badCredentials = "Wrong username or password."
 	badCode        = "Wrong or expired code. Enter the current code from your authenticator app."
 	slowDown       = "Too many attempts. Wait a few minutes and try again."
+	busy           = "The service is busy. Try again in a moment."
 )
 
 // serveLoginPage shows the sign-in form of a transaction.
@@ -73,6 +75,14 @@ func (s *Server) serveLoginPost(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &fail):
 		s.failure(r, ip, username, tx.Request.ClientID, fail.UserID, fail.Reason)
 		s.renderLogin(w, r, http.StatusOK, id, tx, username, badCredentials)
+		return
+	case errors.Is(err, secret.ErrBusy):
+		// Too many password checks at once (or the browser gave up): nothing was checked,
+		// so nothing counts as a failure; the person tries again.
+		s.metrics.logins.WithLabelValues("busy").Inc()
+		web.RequestInfo(ctx).Reason = err.Error()
+		w.Header().Set("Retry-After", "1")
+		s.renderLogin(w, r, http.StatusServiceUnavailable, id, tx, username, busy)
 		return
 	case err != nil:
 		s.serverError(w, r, err)

@@ -2,9 +2,11 @@ package issuer_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,6 +179,61 @@ func TestAccountLockoutLookalikeNames(t *testing.T) {
 				t.Fatalf("the locked account signed in as %q: %d %q", tt.signInAs, r.status, r.header.Get("Location"))
 			}
 		})
+	}
+}
+
+// TestSignInFloodFailsFast: when more password checks arrive at once than the argon2id
+// slots and their bounded queue hold, the rest get a "try again" page at once (503 with
+// Retry-After), and only the checks that ran count as failures (audit and throttle).
+func TestSignInFloodFailsFast(t *testing.T) {
+	// Each guess comes from its own address (through a trusted proxy), so the per-address
+	// rate does not stop the flood before it reaches the password check.
+	h := buildSIHarness(t, siOptions{login: config.Login{TrustedProxies: []string{"127.0.0.1"}, Throttle: config.LoginThrottle{AccountFailures: 10000}}})
+	_, challenge := pkce()
+	b := h.browser(t)
+	page := b.loginPage(t, h.authParams(siWeb, siWebRedirect, challenge, "openid"))
+	tx, csrf := siForm(t, page)
+	const n = 40
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			r := b.do(t, http.MethodPost, issuer.PathLogin, url.Values{"tx": {tx}, "csrf": {csrf}, "username": {siAlice}, "password": {fmt.Sprintf("wrong password %d", i)}},
+				map[string]string{"X-Forwarded-For": fmt.Sprintf("192.0.2.%d", i+1)})
+			mu.Lock()
+			statuses[r.status]++
+			mu.Unlock()
+			switch r.status {
+			case http.StatusOK:
+				if !strings.Contains(r.body, "Wrong username or password.") {
+					t.Errorf("200 without the wrong-password message: %.300s", r.body)
+				}
+			case http.StatusServiceUnavailable:
+				if !strings.Contains(r.body, "Try again in a moment.") || r.header.Get("Retry-After") == "" {
+					t.Errorf("busy answer without its message or Retry-After: %v %.300s", r.header, r.body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if statuses[http.StatusOK]+statuses[http.StatusServiceUnavailable] != n || statuses[http.StatusServiceUnavailable] == 0 {
+		t.Fatalf("answers by status: %v (want 200s and some 503s)", statuses)
+	}
+	// Exactly the checks that ran are audited as failures (the audit is written in batches).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		evs, err := h.db.ListAudit(t.Context(), store.AuditFilter{Type: "login.failed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == statuses[http.StatusOK] {
+			break
+		}
+		if len(evs) > statuses[http.StatusOK] || time.Now().After(deadline) {
+			t.Fatalf("%d login.failed events for %d wrong-password answers (%v)", len(evs), statuses[http.StatusOK], statuses)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

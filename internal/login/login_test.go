@@ -125,6 +125,27 @@ func TestCheckPassword(t *testing.T) {
 	}
 }
 
+// TestCheckPasswordBusy: when no argon2id check can run (the caller gave up, or the queue
+// of waiting checks is full) the answer is secret.ErrBusy — for known and unknown users
+// alike, so it tells nothing — and never a failure that would count against the account.
+func TestCheckPasswordBusy(t *testing.T) {
+	users, _, _ := newUsers(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, tt := range []struct{ name, user, password string }{
+		{"known user, right password", "alice", "password of alice"},
+		{"known user, wrong password", "alice", "a wrong password"},
+		{"unknown user", "mallory", "a wrong password"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := users.CheckPassword(ctx, tt.user, tt.password)
+			if !errors.Is(err, secret.ErrBusy) || errors.Is(err, login.ErrBadCredentials) {
+				t.Errorf("err %v, want secret.ErrBusy and no failure", err)
+			}
+		})
+	}
+}
+
 // TestUnknownUserCostsAnArgon2Check: the time of a refusal does not tell whether the user
 // exists (both run one argon2id computation).
 func TestUnknownUserCostsAnArgon2Check(t *testing.T) {

@@ -55,39 +55,50 @@ type Users struct {
 }
 
 // CheckPassword returns the user whose username and password these are. Every refusal is a
-// *Failure (errors.Is ErrBadCredentials); other errors are technical (store unavailable).
+// *Failure (errors.Is ErrBadCredentials); other errors are technical (store unavailable, or
+// secret.ErrBusy when no argon2id check could run before ctx ended or the queue of waiting
+// checks was full: nothing was learnt, so it must not count as a failure).
 // An unknown username costs the same argon2id computation as a known one, so response
 // times do not reveal which accounts exist.
 func (u *Users) CheckPassword(ctx context.Context, username, password string) (store.User, error) {
 	if username == "" || len(username) > 256 || !utf8.ValidString(username) || len(password) > MaxPasswordLen {
-		u.burn(password)
+		if err := u.burn(ctx, password); err != nil {
+			return store.User{}, err
+		}
 		return store.User{}, &Failure{Reason: "malformed username or password"}
 	}
 	usr, err := u.Store.GetUserByName(ctx, username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		u.burn(password)
+		if err := u.burn(ctx, password); err != nil {
+			return store.User{}, err
+		}
 		return store.User{}, &Failure{Reason: "unknown user"}
 	case err != nil:
 		return store.User{}, fmt.Errorf("login: look up user: %w", err)
 	}
-	ok, err := u.Hasher.Verify("user:"+usr.ID, usr.PasswordHash, password)
-	if err != nil {
+	ok, err := u.Hasher.VerifyContext(ctx, "user:"+usr.ID, usr.PasswordHash, password)
+	switch {
+	case errors.Is(err, secret.ErrBusy):
+		return store.User{}, fmt.Errorf("login: %w", err)
+	case err != nil:
 		return store.User{}, fmt.Errorf("login: user %s: stored password hash: %w", usr.ID, err)
-	}
-	if !ok {
+	case !ok:
 		return store.User{}, &Failure{Reason: "wrong password", UserID: usr.ID}
-	}
-	if usr.Disabled {
+	case usr.Disabled:
 		return store.User{}, &Failure{Reason: "account disabled", UserID: usr.ID}
 	}
 	return usr, nil
 }
 
-// burn spends one argon2id check on a hash nobody's password matches.
-func (u *Users) burn(password string) {
+// burn spends one argon2id check on a hash nobody's password matches. Its only error is
+// secret.ErrBusy, exactly when a real check would have been busy too.
+func (u *Users) burn(ctx context.Context, password string) error {
 	u.dummyOnce.Do(func() { u.dummy = secret.HashArgon2id(secret.Random(32)) })
-	_, _ = u.Hasher.Verify("user:-", u.dummy, password)
+	if _, err := u.Hasher.VerifyContext(ctx, "user:-", u.dummy, password); errors.Is(err, secret.ErrBusy) {
+		return fmt.Errorf("login: %w", err)
+	}
+	return nil
 }
 
 // CheckTOTP verifies a six-digit code of usr's second factor at now: the current time step

@@ -9,6 +9,7 @@
 package secret
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -50,13 +52,29 @@ type Hasher struct {
 	// argonSlots bounds concurrent argon2id computations (each takes 64 MiB): a flood of
 	// wrong passwords must not exhaust memory.
 	argonSlots chan struct{}
+	// waiting counts checks waiting for a slot; at most maxWaiting may, so a flood of wrong
+	// secrets makes later checks fail fast (ErrBusy) instead of stalling every sign-in.
+	waiting    atomic.Int32
+	maxWaiting int32
 }
+
+// ErrBusy reports that an argon2id check did not run: every slot was busy and the bounded
+// queue of waiting checks full, or the caller's context ended first. Nothing was learnt
+// about the secret: callers answer "try again" (503) and count no failure.
+var ErrBusy = errors.New("secret: too many slow checks at once")
+
+// DefaultMaxWaiting is how many argon2id checks may wait for a slot by default: with two
+// slots and ~100-200 ms per check, a waiting check starts within about a second.
+const DefaultMaxWaiting = 8
 
 // HasherOptions configures NewHasher.
 type HasherOptions struct {
 	CacheTTL  time.Duration // how long a successful argon2id check is remembered; 0 disables
 	CacheSize int           // bound on remembered checks
-	Now       func() time.Time
+	// MaxWaiting bounds the argon2id checks waiting for a slot (default DefaultMaxWaiting);
+	// beyond it a check fails at once with ErrBusy.
+	MaxWaiting int
+	Now        func() time.Time
 }
 
 // NewHasher returns a Hasher keyed by pepper (at least 32 bytes).
@@ -67,7 +85,10 @@ func NewHasher(pepper []byte, o HasherOptions) (*Hasher, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &Hasher{pepper: append([]byte(nil), pepper...), now: o.Now, argonSlots: make(chan struct{}, 2)}
+	if o.MaxWaiting <= 0 {
+		o.MaxWaiting = DefaultMaxWaiting
+	}
+	h := &Hasher{pepper: append([]byte(nil), pepper...), now: o.Now, argonSlots: make(chan struct{}, 2), maxWaiting: int32(min(o.MaxWaiting, 1<<20))}
 	if o.CacheTTL > 0 && o.CacheSize > 0 {
 		h.cache = &okCache{ttl: o.CacheTTL, max: o.CacheSize, m: map[[32]byte]time.Time{}}
 	}
@@ -90,10 +111,20 @@ func (h *Hasher) HashGenerated(secret string) string {
 	return HMACPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// Verify reports whether presented matches stored. scope names what the secret belongs to
-// (the client id) so a cached argon2id success for one client never vouches for another.
-// An unknown hash format is an error; a mismatch is (false, nil).
+// Verify is VerifyContext without a context: an argon2id check waits for a slot only while
+// the waiting queue has room.
 func (h *Hasher) Verify(scope, stored, presented string) (bool, error) {
+	return h.VerifyContext(context.Background(), scope, stored, presented)
+}
+
+// VerifyContext reports whether presented matches stored. scope names what the secret
+// belongs to (the client id, the user) so a cached argon2id success for one never vouches
+// for another. An unknown hash format is an error; a mismatch is (false, nil).
+//
+// An argon2id check runs in one of two slots. When both are busy it waits, unless
+// MaxWaiting checks already wait or ctx ends first: then it returns an error wrapping
+// ErrBusy at once, without computing anything.
+func (h *Hasher) VerifyContext(ctx context.Context, scope, stored, presented string) (bool, error) {
 	switch {
 	case strings.HasPrefix(stored, HMACPrefix):
 		want, err := base64.RawURLEncoding.DecodeString(stored[len(HMACPrefix):])
@@ -107,7 +138,9 @@ func (h *Hasher) Verify(scope, stored, presented string) (bool, error) {
 		if h.cache != nil && h.cache.ok(key, h.now()) {
 			return true, nil
 		}
-		h.argonSlots <- struct{}{}
+		if err := h.acquire(ctx); err != nil {
+			return false, err
+		}
 		ok, err := VerifyArgon2id(stored, presented)
 		<-h.argonSlots
 		if ok && err == nil && h.cache != nil {
@@ -116,6 +149,40 @@ func (h *Hasher) Verify(scope, stored, presented string) (bool, error) {
 		return ok, err
 	}
 	return false, errors.New("secret: unknown hash format")
+}
+
+// NeedsArgon2id reports whether VerifyContext would compute argon2id for these arguments:
+// stored is an argon2id hash and no recent success with them is remembered. Callers count
+// such an attempt (abuse detection) before it costs anything.
+func (h *Hasher) NeedsArgon2id(scope, stored, presented string) bool {
+	if !strings.HasPrefix(stored, Argon2Prefix) {
+		return false
+	}
+	return h.cache == nil || !h.cache.ok(h.mac("argon2-ok", scope, stored, presented), h.now())
+}
+
+// acquire takes an argon2id slot: at once when one is free, else after waiting in the
+// bounded queue until one frees or ctx ends.
+func (h *Hasher) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBusy, err)
+	}
+	select {
+	case h.argonSlots <- struct{}{}:
+		return nil
+	default:
+	}
+	if h.waiting.Add(1) > h.maxWaiting {
+		h.waiting.Add(-1)
+		return fmt.Errorf("%w: %d checks already wait for a slot", ErrBusy, h.maxWaiting)
+	}
+	defer h.waiting.Add(-1)
+	select {
+	case h.argonSlots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
+	}
 }
 
 // DummyVerify spends about the time of a real HMAC check, for unknown clients, so response

@@ -1,7 +1,9 @@
 package secret
 
 import (
+	"context"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -276,5 +278,126 @@ func BenchmarkVerifyArgon2idUncached(b *testing.B) {
 		if ok, _ := VerifyArgon2id(stored, "a person chose this secret"); !ok {
 			b.Fatal("mismatch")
 		}
+	}
+}
+
+// TestArgon2idWaitIsBounded: while every argon2id slot is busy, at most MaxWaiting checks
+// wait for one (each until a slot frees or its context ends); one more is refused at once
+// with ErrBusy, and so is a check whose context ends while it waits or before it starts.
+// The waiters finish normally once the slots free up.
+func TestArgon2idWaitIsBounded(t *testing.T) {
+	h := newHasher(t, HasherOptions{MaxWaiting: 3})
+	stored := HashArgon2id("the secret of someone")
+	for range cap(h.argonSlots) {
+		h.argonSlots <- struct{}{}
+	}
+	waited := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := h.VerifyContext(context.Background(), "c", stored, "a wrong guess")
+			waited <- err
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.waiting.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d checks wait", h.waiting.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	start := time.Now()
+	if _, err := h.VerifyContext(context.Background(), "c", stored, "one guess too many"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a check beyond the waiting bound: %v, want ErrBusy", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusing a check beyond the bound took %v", d)
+	}
+
+	for range cap(h.argonSlots) {
+		<-h.argonSlots
+	}
+	for range 3 {
+		if err := <-waited; err != nil {
+			t.Errorf("a waiting check: %v", err)
+		}
+	}
+
+	t.Run("context ends while waiting", func(t *testing.T) {
+		for range cap(h.argonSlots) {
+			h.argonSlots <- struct{}{}
+		}
+		defer func() {
+			for range cap(h.argonSlots) {
+				<-h.argonSlots
+			}
+		}()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.VerifyContext(ctx, "c", stored, "a wrong guess")
+			done <- err
+		}()
+		for h.waiting.Load() < 1 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrBusy) || !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled wait: %v, want ErrBusy and context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a cancelled check kept waiting for a slot")
+		}
+		if n := h.waiting.Load(); n != 0 {
+			t.Errorf("%d checks still counted as waiting", n)
+		}
+	})
+
+	t.Run("context ended before the check", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := h.VerifyContext(ctx, "c", stored, "a wrong guess"); !errors.Is(err, ErrBusy) {
+			t.Errorf("check with an ended context: %v, want ErrBusy", err)
+		}
+	})
+
+	t.Run("generated secrets never wait", func(t *testing.T) {
+		for range cap(h.argonSlots) {
+			h.argonSlots <- struct{}{}
+		}
+		defer func() {
+			for range cap(h.argonSlots) {
+				<-h.argonSlots
+			}
+		}()
+		s := Generate()
+		if ok, err := h.VerifyContext(context.Background(), "c", h.HashGenerated(s), s); !ok || err != nil {
+			t.Errorf("hmac check while argon2id is busy: %v, %v", ok, err)
+		}
+	})
+}
+
+// TestNeedsArgon2id: true exactly when VerifyContext would compute argon2id.
+func TestNeedsArgon2id(t *testing.T) {
+	const pw = "a person chose this secret"
+	h := newHasher(t, HasherOptions{CacheTTL: time.Minute, CacheSize: 10})
+	stored := HashArgon2id(pw)
+	s := Generate()
+	if h.NeedsArgon2id("c", h.HashGenerated(s), s) {
+		t.Error("a generated secret needs argon2id")
+	}
+	if !h.NeedsArgon2id("c", stored, pw) {
+		t.Error("an uncached argon2id check does not need argon2id")
+	}
+	if ok, err := h.VerifyContext(t.Context(), "c", stored, pw); !ok || err != nil {
+		t.Fatalf("check: %v %v", ok, err)
+	}
+	if h.NeedsArgon2id("c", stored, pw) {
+		t.Error("a cached success needs argon2id")
+	}
+	if !h.NeedsArgon2id("c", stored, pw+"!") {
+		t.Error("another secret is served from the cache")
 	}
 }

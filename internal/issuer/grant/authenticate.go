@@ -31,6 +31,11 @@ type Authenticator struct {
 	// HTTPClient fetches clients' jwks_uri documents.
 	HTTPClient *http.Client
 	Now        func() time.Time
+	// BeforeArgon2id, if set, is called before a client secret is checked with argon2id
+	// (a person-chosen secret whose recent success is not remembered): the issuer counts
+	// the attempt against the caller's address there, so a flood of guesses is cut off
+	// before it costs hashing. An error refuses the request without hashing, as it is.
+	BeforeArgon2id func(ctx context.Context) error
 
 	mu      sync.Mutex
 	sources map[string]keySource // client id → its key source
@@ -67,11 +72,19 @@ func (a *Authenticator) Authenticate(ctx context.Context, creds oauth.ClientCred
 	}
 	switch creds.Method {
 	case oauth.AuthSecretBasic, oauth.AuthSecretPost:
-		ok, err := a.Secrets.Verify(cl.ID, cl.SecretHash, creds.Secret)
-		if err != nil {
-			return store.Client{}, oauth.ServerError(fmt.Errorf("client %q: %w", cl.ID, err))
+		if a.BeforeArgon2id != nil && a.Secrets.NeedsArgon2id(cl.ID, cl.SecretHash, creds.Secret) {
+			if err := a.BeforeArgon2id(ctx); err != nil {
+				return store.Client{}, err
+			}
 		}
-		if !ok {
+		ok, err := a.Secrets.VerifyContext(ctx, cl.ID, cl.SecretHash, creds.Secret)
+		switch {
+		case errors.Is(err, secret.ErrBusy):
+			// Nothing was learnt about the secret: try again, and no failure is counted.
+			return store.Client{}, oauth.Unavailable(fmt.Errorf("client %q: %w", cl.ID, err))
+		case err != nil:
+			return store.Client{}, oauth.ServerError(fmt.Errorf("client %q: %w", cl.ID, err))
+		case !ok:
 			return store.Client{}, oauth.InvalidClient(errors.New("wrong client secret"))
 		}
 	case oauth.AuthPrivateKey:
