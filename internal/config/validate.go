@@ -267,6 +267,9 @@ func (is *Issuer) validateClient(ps *Problems, p string, cl Client) {
 	if cl.AuthMethod == "none" && slices.Contains(cl.GrantTypes, "client_credentials") {
 		ps.add(p+".grant_types", "a public client (auth_method none) cannot use client_credentials")
 	}
+	if cl.AuthMethod == "none" && cl.Introspect {
+		ps.add(p+".introspect", "a public client (auth_method none) proves nothing about itself and cannot introspect tokens")
+	}
 	if slices.Contains(cl.GrantTypes, "authorization_code") && len(cl.RedirectURIs) == 0 {
 		ps.add(p+".redirect_uris", "required for authorization_code")
 	}

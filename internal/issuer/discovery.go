@@ -10,7 +10,8 @@ import (
 	"github.com/portcullis/portcullis/internal/oauth"
 )
 
-// authMethods are the client authentication methods every endpoint accepts.
+// authMethods are the client authentication methods every endpoint accepts; /token,
+// /revoke and /par also accept none (public clients), /introspect never does.
 var authMethods = []string{oauth.AuthSecretBasic, oauth.AuthSecretPost, oauth.AuthPrivateKey}
 
 func (s *Server) buildMetadata() {
@@ -43,7 +44,7 @@ func (s *Server) buildMetadata() {
 		IntrospectionEndpointAuthMethodsSupported:  authMethods,
 		IntrospectionSigningAlgValuesSupported:     keys.Algorithms,
 		RevocationEndpoint:                         u + PathRevoke,
-		RevocationEndpointAuthMethodsSupported:     authMethods,
+		RevocationEndpointAuthMethodsSupported:     append(slices.Clone(authMethods), oauth.AuthNone),
 		SubjectTypesSupported:                      []string{"public"},
 		IDTokenSigningAlgValuesSupported:           keys.Algorithms,
 		CodeChallengeMethodsSupported:              []string{"S256"},

@@ -38,7 +38,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		oauth.WriteError(w, err)
 		return
 	}
-	caller, err := s.authenticate(r, f)
+	caller, err := s.authenticate(r, f, false)
 	if err != nil {
 		s.metrics.introspect.WithLabelValues("error", "json").Inc()
 		oauth.WriteError(w, err)
@@ -156,10 +156,15 @@ func acceptsIntrospectionJWT(accept string) bool {
 	return false
 }
 
-// authenticate parses and checks the client credentials of an introspection or revocation
-// request, auditing failures.
-func (s *Server) authenticate(r *http.Request, f oauth.Form) (store.Client, error) {
+// authenticate parses and checks the client credentials of an introspection, revocation
+// or pushed authorization request, auditing failures. A public client (auth_method none)
+// proves nothing about itself: it is accepted only where publicOK says so (/revoke for its
+// own tokens, /par where PKCE protects the flow), never at /introspect.
+func (s *Server) authenticate(r *http.Request, f oauth.Form, publicOK bool) (store.Client, error) {
 	creds, err := oauth.ParseClientCredentials(r, f)
+	if err == nil && !publicOK && creds.Method == oauth.AuthNone {
+		err = oauth.InvalidClient(errors.New("a public client (auth_method none) cannot authenticate here"))
+	}
 	if err == nil {
 		var cl store.Client
 		cl, err = s.auth.Authenticate(r.Context(), creds)

@@ -273,3 +273,63 @@ func TestIntrospectRequiresClientAuth(t *testing.T) {
 	}
 	h.waitAudit(t, "client.auth_failed", resource, nil)
 }
+
+// TestIntrospectRefusesPublicClients: a public client (auth_method none) proves nothing
+// about itself, so it cannot authenticate at /introspect — not even about its own tokens,
+// and not when its stored registration says introspect: true (config validation refuses
+// that, but a store may hold it). /revoke keeps accepting it for its own tokens (RFC 7009
+// §2.1), and the metadata says which endpoint accepts none.
+func TestIntrospectRefusesPublicClients(t *testing.T) {
+	h := newSIHarness(t)
+	b := h.browser(t)
+	code, verifier, _ := h.flow(t, b, siWeb, siWebRedirect, siAlice, "openid orders:read")
+	own := h.redeem(t, siWeb, code, siWebRedirect, verifier).jsonMap(t)["access_token"].(string)
+	code, verifier, _ = h.flow(t, h.browser(t), siConf, siConfRedirect, siAlice, "openid orders:read")
+	other := h.redeem(t, siConf, code, siConfRedirect, verifier).jsonMap(t)["access_token"].(string)
+	if _, err := h.db.UpdateClient(t.Context(), siOther, func(c store.Client) (store.Client, error) {
+		c.Introspect = true
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	anon := &siBrowser{h: h, client: h.srv.Client()}
+	for _, tt := range []struct{ name, client, token string }{
+		{"public client, its own token", siWeb, own},
+		{"public client with introspect: true, another client's token", siOther, other},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, accept := range []string{"", mediaIntrospectionJWT} {
+				r := anon.do(t, http.MethodPost, "/introspect", url.Values{"client_id": {tt.client}, "token": {tt.token}}, map[string]string{"Accept": accept})
+				if r.status != http.StatusUnauthorized || r.jsonMap(t)["error"] != "invalid_client" || strings.Contains(r.body, "active") {
+					t.Errorf("Accept %q: %d %.300s", accept, r.status, r.body)
+				}
+			}
+		})
+	}
+	t.Run("revocation keeps none", func(t *testing.T) {
+		r := anon.do(t, http.MethodPost, "/revoke", url.Values{"client_id": {siWeb}, "token": {own}}, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("revoke as a public client: %d %s", r.status, r.body)
+		}
+		if h.active(t, own) {
+			t.Error("the public client's token is still active after it revoked it")
+		}
+	})
+	t.Run("metadata", func(t *testing.T) {
+		m := anon.get(t, "/.well-known/openid-configuration").jsonMap(t)
+		has := func(k, v string) bool {
+			for _, x := range m[k].([]any) {
+				if x == v {
+					return true
+				}
+			}
+			return false
+		}
+		if has("introspection_endpoint_auth_methods_supported", "none") {
+			t.Error("introspection_endpoint_auth_methods_supported lists none")
+		}
+		if !has("revocation_endpoint_auth_methods_supported", "none") {
+			t.Error("revocation_endpoint_auth_methods_supported lacks none")
+		}
+	})
+}

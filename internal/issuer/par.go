@@ -26,7 +26,7 @@ func (s *Server) servePAR(w http.ResponseWriter, r *http.Request) {
 		oauth.WriteError(w, err)
 		return
 	}
-	cl, err := s.authenticate(r, f)
+	cl, err := s.authenticate(r, f, true)
 	if err != nil {
 		oauth.WriteError(w, err)
 		return

@@ -26,7 +26,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		oauth.WriteError(w, err)
 		return
 	}
-	caller, err := s.authenticate(r, f)
+	caller, err := s.authenticate(r, f, true)
 	if err != nil {
 		s.metrics.revoked.WithLabelValues("error").Inc()
 		oauth.WriteError(w, err)
