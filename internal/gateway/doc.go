@@ -31,8 +31,8 @@
 //	     Authorization headers or access_token in the URL (Bearer error="invalid_request");
 //	     on mtls routes any Authorization header
 //	401  oauth/jwt: no bearer token or another scheme (Bearer), a bad, unknown, expired or
-//	     revoked token, a JWT on an oauth route, an opaque token on a jwt route, a token for
-//	     another audience (Bearer error="invalid_token")
+//	     revoked token, a JWT on an oauth route, an opaque token or a phantom JWT on a jwt
+//	     route, a token for another audience (Bearer error="invalid_token")
 //	403  missing scope (Bearer error="insufficient_scope", scope="..."), a policy said no,
 //	     mtls without an allowed client certificate, a refused CORS preflight, an address
 //	     denied or blocked, a blocked client (the last three with the policy's body)

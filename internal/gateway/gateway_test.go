@@ -750,6 +750,33 @@ func TestJWTRouteForwardsTheSameToken(t *testing.T) {
 	}
 }
 
+// TestPhantomRefusedOnJWTRoute: the phantom JWT an upstream receives is not a credential for
+// jwt routes, even with the right audience and scope: if it leaks from an upstream it must
+// not open other APIs, and revoking the opaque token would not stop it there.
+func TestPhantomRefusedOnJWTRoute(t *testing.T) {
+	bus := &events.Memory{}
+	h := newHarness(t, withBus(bus))
+	opaque := h.is.Opaque(tokenchecktest.Grant{Subject: "svc", ClientID: "reporter", Scopes: []string{"reports:read"}, Audience: []string{"reports"}})
+	if resp, body := h.do("GET", "/api/whoami", opaque, nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("oauth route: status %d: %s", resp.StatusCode, body)
+	}
+	phantom := strings.TrimPrefix(h.lastSeen().Header.Get("Authorization"), "Bearer ")
+	if strings.Count(phantom, ".") != 2 {
+		t.Fatalf("the upstream got no phantom JWT: %q", phantom)
+	}
+	for _, step := range []string{"while the token is active", "after its revocation"} {
+		if step == "after its revocation" {
+			h.is.Revoke(opaque)
+			_ = bus.Publish(t.Context(), events.Event{Kind: events.TokenRevoked, TokenHash: events.TokenHash(opaque)})
+		}
+		resp, body := h.do("GET", "/internal/reports/q1", phantom, nil, nil)
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
+			t.Errorf("phantom on a jwt route %s: %d %q: %s", step, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+		}
+		h.noneSeen()
+	}
+}
+
 func TestUpstreamClientCertificate(t *testing.T) {
 	var h *harness
 	var mtlsUp *httptest.Server

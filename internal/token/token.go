@@ -32,6 +32,12 @@ const (
 // TypeAccessJWT is the typ header of RFC 9068 access tokens.
 const TypeAccessJWT = "at+jwt"
 
+// PhantomClaim is the claim ("phantom": true) that marks a phantom JWT: the form of an
+// opaque token that the gateway forwards to the upstream of an oauth route. It is not an
+// access token, and jwt routes refuse it: its jti names the opaque token, so a revocation
+// reaches it only through the opaque token's hash. Upstream APIs ignore unknown claims.
+const PhantomClaim = "phantom"
+
 // NewOpaque returns prefix followed by 256 random bits in base64url.
 func NewOpaque(prefix string) string { return prefix + secret.Random(32) }
 
@@ -106,9 +112,15 @@ func (m *Minter) Access(ctx context.Context, req AccessRequest) (Access, error) 
 }
 
 // Sign returns the RFC 9068 JWT form of rec with the given jti. The gateway's phantom
-// token is this JWT for an opaque token's record (jti = the record's hash).
+// token is this JWT for a token's record with jti = the record's hash; it then carries
+// PhantomClaim, which no other JWT carries (a configured claim of that name is dropped).
 func (m *Minter) Sign(rec store.Token, jti string) (string, error) {
-	return m.Signer.Sign(TypeAccessJWT, Claims(m.Issuer, rec, jti))
+	c := Claims(m.Issuer, rec, jti)
+	delete(c, PhantomClaim)
+	if rec.Hash != "" && jti == rec.Hash {
+		c[PhantomClaim] = true
+	}
+	return m.Signer.Sign(TypeAccessJWT, c)
 }
 
 // Claims builds the at+jwt claim set of rec: the registered claims of RFC 9068 §2.2 first,

@@ -219,6 +219,40 @@ func TestClaimsRegisteredWin(t *testing.T) {
 	}
 }
 
+// TestPhantomMarker: the phantom JWT of an opaque token (jti = the record's hash, as the
+// issuer's introspection signs it) carries PhantomClaim, so jwt routes can refuse it; an
+// access JWT never does, whatever claims are configured.
+func TestPhantomMarker(t *testing.T) {
+	rec := store.Token{
+		Hash: Hash("pcat_x"), Format: FormatOpaque, ClientID: "app", Subject: "alice",
+		IssuedAt: testNow, ExpiresAt: testNow.Add(time.Minute), Claims: map[string]any{PhantomClaim: false},
+	}
+	tests := []struct {
+		name    string
+		sign    func(m *Minter) error
+		phantom any // nil: absent
+	}{
+		{"phantom of an opaque token", func(m *Minter) error { _, err := m.Sign(rec, rec.Hash); return err }, true},
+		{"another jti", func(m *Minter) error { _, err := m.Sign(rec, "jti-1"); return err }, nil},
+		{"access jwt with a configured claim of that name", func(m *Minter) error {
+			_, err := m.Access(t.Context(), AccessRequest{Client: store.Client{ID: "svc", TokenFormat: FormatJWT, Internal: true},
+				Subject: "svc", Claims: map[string]any{PhantomClaim: true}})
+			return err
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sig := &recordingSigner{}
+			if err := tt.sign(newMinter(&memTokens{}, sig)); err != nil {
+				t.Fatal(err)
+			}
+			if got := sig.claims[PhantomClaim]; got != tt.phantom {
+				t.Errorf("%s = %v, want %v", PhantomClaim, got, tt.phantom)
+			}
+		})
+	}
+}
+
 func BenchmarkAccessOpaque(b *testing.B) {
 	m := newMinter(&memTokens{}, &recordingSigner{})
 	req := AccessRequest{Client: store.Client{ID: "app"}, Subject: "app", Scopes: []string{"orders:read"}}

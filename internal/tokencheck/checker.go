@@ -60,12 +60,19 @@ type Config struct {
 	Now func() time.Time
 }
 
-// maxJWTRevocations bounds the list of revoked token hashes kept for jwt routes.
+// maxJWTRevocations bounds the list of revoked token hashes kept for jwt routes (about 100
+// bytes each, 10 MB when full). Beyond it the oldest revocations are forgotten first: a
+// revoked JWT is refused for jwtRevocationTTL or until 100 000 newer revocations arrived,
+// whichever comes first.
 const maxJWTRevocations = 100000
 
 // jwtRevocationTTL is how long a revoked hash is kept for jwt routes: the longest an access
 // token may live (issuer.tokens.access_ttl is at most 24h).
 const jwtRevocationTTL = 24 * time.Hour
+
+// phantomClaim is token.PhantomClaim: it marks the phantom JWT of an opaque token, which jwt
+// routes refuse.
+const phantomClaim = "phantom"
 
 // Checker answers who a bearer is, for oauth routes (Opaque) and jwt routes (JWTVerifier). It
 // is safe for concurrent use. Close it when done.
@@ -85,10 +92,21 @@ type Checker struct {
 	unsub  func()
 
 	// revoked holds hashes of revoked tokens, for jwt routes: a JWT access token is
-	// self-contained, so without this list it would work until exp after a revocation.
-	revokedMu sync.Mutex
-	revoked   map[tokenKey]int64 // hash → when to forget it (unix ns)
-	nRevoked  atomic.Int64
+	// self-contained, so without this list it would work until exp after a revocation. It
+	// keeps the revocations of the last jwtRevocationTTL, at most revokedMax of them; order
+	// lists them oldest first, so expired ones and then the oldest leave first, in O(1).
+	revokedMu  sync.Mutex
+	revoked    map[tokenKey]int64 // hash → when to forget it (unix ns)
+	order      []revocation       // order[head:] is the list, oldest first
+	head       int
+	nRevoked   atomic.Int64
+	revokedMax int
+}
+
+// revocation is one entry of Checker.order.
+type revocation struct {
+	k     tokenKey
+	until int64
 }
 
 // New builds a Checker. It does no I/O: the issuer's metadata and keys are fetched on first
@@ -132,13 +150,14 @@ func New(cfg Config) (*Checker, error) {
 	client = &noRedirect
 	log := cfg.Logger.With("component", "tokencheck")
 	c := &Checker{
-		issuer:  cfg.Issuer, // issuer identifiers compare exactly (RFC 8414 §3.3)
-		algs:    cfg.Algorithms,
-		jwtMax:  cfg.JWTCacheSize,
-		m:       cfg.Metrics,
-		log:     log,
-		now:     cfg.Now,
-		revoked: map[tokenKey]int64{},
+		issuer:     cfg.Issuer, // issuer identifiers compare exactly (RFC 8414 §3.3)
+		algs:       cfg.Algorithms,
+		jwtMax:     cfg.JWTCacheSize,
+		m:          cfg.Metrics,
+		log:        log,
+		now:        cfg.Now,
+		revoked:    map[tokenKey]int64{},
+		revokedMax: maxJWTRevocations,
 	}
 	c.ic = &issuerClient{issuer: cfg.Issuer, client: client, allowHTTP: cfg.InsecureAllowHTTP, log: log}
 	c.keys = cfg.Keys
@@ -186,29 +205,47 @@ func (c *Checker) onEvent(e events.Event) {
 	}
 }
 
+// denyJWT adds a revoked hash to the list jwt routes check. Every entry lives
+// jwtRevocationTTL, so the list is also in expiry order: expired entries leave from its
+// front as new ones come, and when it holds revokedMax live ones the oldest leaves.
 func (c *Checker) denyJWT(hash string) {
-	var k tokenKey
-	if n, err := base64.RawURLEncoding.Decode(k[:], []byte(hash)); err != nil || n != len(k) {
+	k, ok := decodeHash(hash)
+	if !ok {
 		return
 	}
 	now := c.now().UnixNano()
 	c.revokedMu.Lock()
 	defer c.revokedMu.Unlock()
-	if len(c.revoked) >= maxJWTRevocations {
-		for key, until := range c.revoked {
-			if now >= until {
-				delete(c.revoked, key)
-			}
+	for c.head < len(c.order) {
+		first := c.order[c.head]
+		if now < first.until && len(c.revoked) < c.revokedMax {
+			break
 		}
-		for key := range c.revoked {
-			if len(c.revoked) < maxJWTRevocations {
-				break
-			}
-			delete(c.revoked, key)
+		if c.revoked[first.k] == first.until { // not renewed by a later revocation
+			delete(c.revoked, first.k)
 		}
+		c.order[c.head] = revocation{}
+		c.head++
 	}
-	c.revoked[k] = now + int64(jwtRevocationTTL)
+	if c.head > 0 && c.head >= len(c.order)/2 { // reuse the front of the array
+		n := copy(c.order, c.order[c.head:])
+		clear(c.order[n:])
+		c.order, c.head = c.order[:n], 0
+	}
+	until := now + int64(jwtRevocationTTL)
+	c.revoked[k] = until
+	c.order = append(c.order, revocation{k: k, until: until})
 	c.nRevoked.Store(int64(len(c.revoked)))
+}
+
+// decodeHash reads a token hash (events.TokenHash form).
+func decodeHash(hash string) (tokenKey, bool) {
+	var k tokenKey
+	if len(hash) != 43 {
+		return k, false
+	}
+	n, err := base64.RawURLEncoding.Decode(k[:], []byte(hash))
+	return k, err == nil && n == len(k)
 }
 
 // jwtRevoked reports whether token was revoked. It costs nothing while no token was.
@@ -216,7 +253,20 @@ func (c *Checker) jwtRevoked(token string) bool {
 	if c.nRevoked.Load() == 0 {
 		return false
 	}
-	k := hashToken(token)
+	return c.keyRevoked(hashToken(token))
+}
+
+// hashRevoked reports whether the token with this hash (events.TokenHash form; a phantom
+// JWT's jti) was revoked. Anything else is not a hash and was not.
+func (c *Checker) hashRevoked(hash string) bool {
+	if c.nRevoked.Load() == 0 {
+		return false
+	}
+	k, ok := decodeHash(hash)
+	return ok && c.keyRevoked(k)
+}
+
+func (c *Checker) keyRevoked(k tokenKey) bool {
 	c.revokedMu.Lock()
 	until, ok := c.revoked[k]
 	c.revokedMu.Unlock()
@@ -289,7 +339,13 @@ func (j *JWTVerifier) Verify(ctx context.Context, token string) (Principal, erro
 		j.c.m.jwtInvalid.Inc()
 		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	if j.c.jwtRevoked(token) {
+	if _, ok := claims.Raw[phantomClaim]; ok {
+		// The JWT form of an opaque token, meant for an oauth route's upstream: it leaked.
+		j.c.m.jwtInvalid.Inc()
+		return Principal{}, fmt.Errorf("%w: a phantom token is not an access token", ErrInvalidToken)
+	}
+	// A revocation names a token by its hash; a JWT's jti may be such a hash too.
+	if j.c.jwtRevoked(token) || j.c.hashRevoked(claims.ID) {
 		j.c.m.jwtInvalid.Inc()
 		return Principal{}, fmt.Errorf("%w: revoked", ErrInvalidToken)
 	}

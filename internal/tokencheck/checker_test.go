@@ -3,6 +3,7 @@ package tokencheck
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/portcullis/portcullis/internal/events"
+	"github.com/portcullis/portcullis/internal/token"
 	"github.com/portcullis/portcullis/internal/tokencheck/tokenchecktest"
 	"github.com/portcullis/portcullis/jwtverify"
 )
@@ -426,6 +428,96 @@ func TestJWTVerifier(t *testing.T) {
 			t.Fatalf("err = %v, want ErrInvalidToken for a revoked JWT", err)
 		}
 	})
+}
+
+// TestJWTVerifierRefusesPhantom: a phantom JWT (the issuer's JWT form of an opaque token,
+// meant for the upstream behind an oauth route) is not an access token for jwt routes: its
+// revocation names the opaque token, so a leaked phantom would work there until exp.
+func TestJWTVerifierRefusesPhantom(t *testing.T) {
+	f := newFixture(t, &events.Memory{})
+	v, err := f.check.NewJWTVerifier([]string{"reports"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opaque := f.is.Opaque(tokenchecktest.Grant{Subject: "svc", ClientID: "reporter", Scopes: []string{"reports:read"}, Audience: []string{"reports"}})
+	p, err := f.check.Opaque(t.Context(), opaque)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Claims.Raw[phantomClaim]; ok {
+		t.Errorf("the introspected claims carry %s; only the phantom JWT should", phantomClaim)
+	}
+	if _, err := v.Verify(t.Context(), p.Token); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("phantom on a jwt route: err = %v, want ErrInvalidToken", err)
+	}
+	names := []string{phantomClaim, token.PhantomClaim, tokenchecktest.PhantomClaim}
+	if names[0] != names[1] || names[0] != names[2] {
+		t.Errorf("marker %q, the issuer's %q, the stand-in's %q", names[0], names[1], names[2])
+	}
+}
+
+// TestJWTRevokedByJTI: a revocation names a token by its hash; a JWT whose jti is that hash
+// (the phantom form of the revoked token) is refused too.
+func TestJWTRevokedByJTI(t *testing.T) {
+	bus := &events.Memory{}
+	f := newFixture(t, bus)
+	v, err := f.check.NewJWTVerifier([]string{"reports"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opaque := "pcat_" + strings.Repeat("q", 43)
+	g := tokenchecktest.Grant{Subject: "svc", ClientID: "reporter", Audience: []string{"reports"}, JTI: events.TokenHash(opaque)}
+	tok := f.is.JWT(g)
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Fatalf("before revocation: %v", err)
+	}
+	_ = bus.Publish(t.Context(), events.Event{Kind: events.TokenRevoked, TokenHash: events.TokenHash(opaque)})
+	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("after its jti was revoked: err = %v, want ErrInvalidToken", err)
+	}
+	other := f.is.JWT(tokenchecktest.Grant{Subject: "svc", ClientID: "reporter", Audience: []string{"reports"}})
+	if _, err := v.Verify(t.Context(), other); err != nil {
+		t.Errorf("an unrelated JWT: %v", err)
+	}
+}
+
+// TestJWTRevocationsBounded: the list of revocations is bounded; when full it forgets the
+// oldest (expired ones first), never a recent one, and expired ones leave as new ones come.
+func TestJWTRevocationsBounded(t *testing.T) {
+	f := newFixture(t, nil)
+	const max = 16
+	f.check.revokedMax = max
+	revoke := func(i int) string {
+		h := events.TokenHash(fmt.Sprintf("pcat_%d", i))
+		f.check.onEvent(events.Event{Kind: events.TokenRevoked, TokenHash: h})
+		return h
+	}
+	var hashes []string
+	for i := range 3 * max {
+		hashes = append(hashes, revoke(i))
+		f.clk.Advance(time.Second)
+	}
+	revoked := func(h string) bool { return f.check.hashRevoked(h) }
+	for i, h := range hashes {
+		if want := i >= 2*max; revoked(h) != want {
+			t.Errorf("revocation %d of %d: kept = %v, want %v (the newest %d)", i, len(hashes), revoked(h), want, max)
+		}
+	}
+	// A day later they have all expired: one new revocation drops them all.
+	f.clk.Advance(jwtRevocationTTL)
+	last := revoke(-1)
+	if n := f.check.nRevoked.Load(); n != 1 || !revoked(last) {
+		t.Errorf("after expiry: %d kept, the new one kept = %v; want 1, true", n, revoked(last))
+	}
+	// Expired ones leave also while the list is far from full.
+	for i := range 3 {
+		revoke(100 + i)
+	}
+	f.clk.Advance(jwtRevocationTTL + time.Second)
+	last = revoke(-2)
+	if n := f.check.nRevoked.Load(); n != 1 || !revoked(last) {
+		t.Errorf("not full, after expiry: %d kept, the new one kept = %v; want 1, true", n, revoked(last))
+	}
 }
 
 func TestJWTVerifierIssuerDown(t *testing.T) {

@@ -11,6 +11,8 @@
 //	                              issuer's JWKS, found through its RFC 8414 metadata
 //
 //	at+jwt ─► JWTVerifier (jwtverify, verified tokens cached by hash until exp) ─► Principal
+//	          (a phantom JWT, marked "phantom": true, is refused; so is a JWT whose hash
+//	          or jti a revocation named)
 //
 // A Principal carries the verified claims and the JWT the gateway forwards upstream: the
 // phantom JWT for an opaque token, the token itself for a JWT. The opaque token never leaves

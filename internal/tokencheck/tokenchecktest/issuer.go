@@ -44,7 +44,12 @@ type Grant struct {
 	Audience []string  // default: the issuer's default audience
 	Expiry   time.Time // default: now + 5m
 	Claims   map[string]any
+	// JTI is the jti of a JWT minted by Issuer.JWT (default: random).
+	JTI string
 }
+
+// PhantomClaim marks the phantom JWT, as token.PhantomClaim does in the issuer's.
+const PhantomClaim = "phantom"
 
 // Issuer is the stand-in issuer. Its fields are read-only after New.
 type Issuer struct {
@@ -201,7 +206,10 @@ func (is *Issuer) accessClaims(g Grant) map[string]any {
 	c["aud"] = g.Audience
 	c["exp"] = g.Expiry.Unix()
 	c["iat"] = is.now().Unix()
-	c["jti"] = randomString(12)
+	c["jti"] = g.JTI
+	if g.JTI == "" {
+		c["jti"] = randomString(12)
+	}
 	c["scope"] = strings.Join(g.Scopes, " ")
 	return c
 }
@@ -309,6 +317,7 @@ func (is *Issuer) introspect(w http.ResponseWriter, r *http.Request) {
 		}
 		ti["active"] = true
 		ti["token_type"] = "Bearer"
+		access[PhantomClaim] = true // only in the phantom JWT, not in the answer's claims
 		ti["phantom_jwt"] = is.sign(access, "at+jwt", is.key)
 	}
 	claims := map[string]any{
