@@ -82,13 +82,18 @@ func (s *Server) revoke(r *http.Request, caller store.Client, tok string) (strin
 		}
 		return "", oauth.ServerError(err)
 	}
-	revoked := []string{hash}
+	// Announce only what this call revoked: every announcement makes each gateway drop cache
+	// state, so re-revoking a revoked token must not be a way to keep their caches empty.
+	var revoked []string
+	if rec.RevokedAt.IsZero() {
+		revoked = append(revoked, hash)
+	}
 	if rec.Kind == store.KindRefresh && rec.FamilyID != "" {
 		family, err := s.o.Store.RevokeFamily(ctx, rec.FamilyID, now)
 		if err != nil {
 			return "", oauth.ServerError(err)
 		}
-		revoked = append(revoked, family...)
+		revoked = append(revoked, family...) // only the tokens it revoked now
 	}
 	s.announceRevoked(ctx, revoked, now)
 	s.recordAudit(r, store.AuditEvent{Type: "token.revoked", Outcome: audit.Success, ClientID: caller.ID, Subject: rec.Subject, Details: map[string]string{"kind": rec.Kind}})

@@ -131,3 +131,32 @@ func TestRevokeErrors(t *testing.T) {
 		t.Fatalf("hint refresh_token did not revoke the access token: %s", got)
 	}
 }
+
+// TestRevokeAnnouncesOnce: revoking an already revoked token changes nothing and publishes
+// nothing. Every announcement makes each gateway drop cache state, so a client re-revoking
+// its own revoked token in a loop must not be able to stop other clients' answers from
+// being cached.
+func TestRevokeAnnouncesOnce(t *testing.T) {
+	h := newHarness(t)
+	tok := h.token(t, basicApp, "")
+	var mu sync.Mutex
+	announced := 0
+	cancel := h.bus.Subscribe(func(e events.Event) {
+		if e.Kind == events.TokenRevoked && e.TokenHash == tokenHash(tok) {
+			mu.Lock()
+			announced++
+			mu.Unlock()
+		}
+	})
+	defer cancel()
+	for i := range 5 {
+		if r := h.post(t, "/revoke", url.Values{"token": {tok}}, h.basic(basicApp)); r.status != http.StatusOK {
+			t.Fatalf("revocation %d: %d %s", i, r.status, r.body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if announced != 1 {
+		t.Errorf("the revocation was announced %d times, want once", announced)
+	}
+}

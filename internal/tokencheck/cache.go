@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/events"
@@ -56,18 +55,17 @@ type tokenKey = [32]byte
 // cache holds introspection decisions by token hash. It is sharded (64 maps, each under its
 // own lock) and bounded; a full shard drops expired entries it meets and then an arbitrary
 // one, which bounds memory without LRU bookkeeping. Concurrent misses for one token share
-// one call (a flight). A revocation evicts the entry, cancels the sharing of a flight in
-// progress (later callers start a new one) and stops results that started before it from
-// being stored.
+// one call (a flight). A revocation evicts the token's entry and unregisters its flight in
+// progress: later callers start a new one, and the old flight's result is not stored. A
+// flight stores its result only while it is still registered, so a revocation affects only
+// lookups of the token it names: revoking other tokens (any client may revoke its own, as
+// often as it likes) never keeps an answer out of the cache.
 type cache struct {
 	cfg    CacheConfig
 	shards [cacheShards]cacheShard
 	bus    events.Bus // may be nil: never live
 	now    func() time.Time
 	m      *Metrics
-	// epoch counts revocations and flushes; a flight stores its result only if none happened
-	// while it ran.
-	epoch atomic.Uint64
 }
 
 type cacheShard struct {
@@ -156,10 +154,9 @@ func (c *cache) get(ctx context.Context, token string, fetch func(context.Contex
 	if f == nil {
 		f = &flight{done: make(chan struct{})}
 		s.flights[k] = f
-		epoch := c.epoch.Load()
 		// The flight serves every caller of this token, so it runs on its own context: one
 		// caller leaving must not fail the others.
-		go c.run(context.Background(), s, k, f, epoch, token, fetch)
+		go c.run(context.Background(), s, k, f, token, fetch)
 	}
 	s.mu.Unlock()
 
@@ -177,18 +174,19 @@ func (c *cache) get(ctx context.Context, token string, fetch func(context.Contex
 	return f.p, nil
 }
 
-// run performs one flight and stores its result unless a revocation or flush happened since
-// the flight began.
-func (c *cache) run(ctx context.Context, s *cacheShard, k tokenKey, f *flight, epoch uint64, token string, fetch func(context.Context, string) (Principal, bool, error)) {
+// run performs one flight and stores its result unless a revocation of this token or a
+// flush happened since the flight began (either unregistered it).
+func (c *cache) run(ctx context.Context, s *cacheShard, k tokenKey, f *flight, token string, fetch func(context.Context, string) (Principal, bool, error)) {
 	ctx, cancel := context.WithTimeout(ctx, flightTimeout)
 	defer cancel()
 	f.p, f.ok, f.err = fetch(ctx, token)
 	now := c.now().UnixNano()
 	s.mu.Lock()
-	if s.flights[k] == f {
+	current := s.flights[k] == f
+	if current {
 		delete(s.flights, k)
 	}
-	if f.err == nil && c.epoch.Load() == epoch {
+	if f.err == nil && current {
 		e := cacheEntry{inserted: now}
 		if d := f.p.decided; !d.IsZero() && d.UnixNano() < now {
 			e.inserted = d.UnixNano() // an answer from the shared cache is already that old
@@ -235,20 +233,18 @@ func (c *cache) revoke(hash string) {
 	if n, err := base64.RawURLEncoding.Decode(k[:], []byte(hash)); err != nil || n != len(k) {
 		return // not a hash we could hold
 	}
-	c.epoch.Add(1)
 	s := c.shard(&k)
 	s.mu.Lock()
 	if _, ok := s.entries[k]; ok {
 		delete(s.entries, k)
 		c.m.evictions.Inc()
 	}
-	delete(s.flights, k) // callers from now on start a fresh introspection
+	delete(s.flights, k) // callers from now on start a fresh one; its result is not stored
 	s.mu.Unlock()
 }
 
 // flush drops every entry and stops sharing every flight in progress.
 func (c *cache) flush() {
-	c.epoch.Add(1)
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()

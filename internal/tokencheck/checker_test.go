@@ -354,6 +354,59 @@ func TestRevocationDuringFlightIsNotCached(t *testing.T) {
 	}
 }
 
+// TestRevocationOfAnotherTokenKeepsCaching: a revocation stops only the caching of answers
+// about the token it names. Any client can revoke its own tokens, so if every revocation
+// stopped every flight in progress from being cached, revoking in a loop would send other
+// clients' requests to the issuer again and again.
+func TestRevocationOfAnotherTokenKeepsCaching(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sameShard bool
+	}{{"another shard", false}, {"the same shard", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := &events.Memory{}
+			f := newFixture(t, bus)
+			tok := f.is.Opaque(tokenchecktest.Grant{Subject: "alice", ClientID: "app"})
+			other := otherToken(hashToken(tok)[0]%cacheShards, tc.sameShard)
+			if _, err := f.check.Metadata(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			release := f.is.Hold()
+			done := make(chan error, 1)
+			go func() {
+				_, err := f.check.Opaque(context.Background(), tok)
+				done <- err
+			}()
+			for f.is.Introspections() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			for range 100 {
+				_ = bus.Publish(t.Context(), events.Event{Kind: events.TokenRevoked, TokenHash: events.TokenHash(other)})
+			}
+			release()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.check.Opaque(t.Context(), tok); err != nil {
+				t.Fatal(err)
+			}
+			if n := f.is.Introspections(); n != 1 {
+				t.Errorf("introspections = %d, want 1: revoking another token kept the answer out of the cache", n)
+			}
+		})
+	}
+}
+
+// otherToken returns a token whose cache shard is shard (same) or is not.
+func otherToken(shard byte, same bool) string {
+	for i := 0; ; i++ {
+		tok := fmt.Sprintf("pcat_other%d", i)
+		if (hashToken(tok)[0]%cacheShards == shard) == same {
+			return tok
+		}
+	}
+}
+
 func TestCallerLeavesOnContextCancel(t *testing.T) {
 	f := newFixture(t, &events.Memory{})
 	tok := f.is.Opaque(tokenchecktest.Grant{Subject: "alice", ClientID: "app"})
