@@ -23,9 +23,9 @@ Manage the people who sign in at the issuer (authorization code flow).
 
 Commands:
   add             add a user; the password is read from stdin, never from the command line
-  disable         stop a user from signing in (sessions and refresh tokens stop too)
+  disable         stop a user from signing in (sessions and refresh tokens end too)
   enable          let a disabled user sign in again
-  set-password    replace a user's password (read from stdin)
+  set-password    replace a user's password (read from stdin); ends earlier sign-ins
   list            list the users
   revoke-consent  forget what a user allowed a client (its refresh tokens stop working)
 
@@ -206,7 +206,8 @@ func (e env) userByName(cmd, path, username string) (*config.Config, store.Store
 func (e env) usersSetDisabled(verb string, args []string) int {
 	disable := verb == "disable"
 	desc := "Stops a user from signing in. Their sessions end at their next use and their clients'\n" +
-		"refresh tokens stop working (access tokens expire within issuer.tokens.access_ttl)."
+		"refresh tokens stop working (access tokens expire within issuer.tokens.access_ttl);\n" +
+		"enabling the user again does not bring them back."
 	if !disable {
 		desc = "Lets a disabled user sign in again."
 	}
@@ -222,8 +223,12 @@ func (e env) usersSetDisabled(verb string, args []string) int {
 	}
 	defer closeDB()
 	if _, err := db.UpdateUser(e.ctx, u.ID, func(u store.User) (store.User, error) {
+		now := time.Now().UTC()
 		u.Disabled = disable
-		u.UpdatedAt = time.Now().UTC()
+		u.UpdatedAt = now
+		if disable { // ends every sign-in so far, also once the user is enabled again
+			u.CredentialsChangedAt = now
+		}
 		return u, nil
 	}); err != nil {
 		fmt.Fprintf(e.stderr, "portcullis: %v\n", err)
@@ -235,7 +240,9 @@ func (e env) usersSetDisabled(verb string, args []string) int {
 
 func (e env) usersSetPassword(args []string) int {
 	fs := e.flags("users set-password", "--username NAME < password",
-		"Replaces a user's password with the first line of stdin (at least 8 characters).")
+		"Replaces a user's password with the first line of stdin (at least 8 characters).\n"+
+			"Every earlier sign-in ends: its sessions at their next use, its clients' refresh tokens\n"+
+			"at their next refresh (access tokens expire within issuer.tokens.access_ttl).")
 	path := fs.String("config", "portcullis.yaml", "config file")
 	username := fs.String("username", "", "the user (required)")
 	if code, ok := e.parse(fs, args); !ok {
@@ -256,8 +263,9 @@ func (e env) usersSetPassword(args []string) int {
 		return ExitUsage
 	}
 	if _, err := db.UpdateUser(e.ctx, u.ID, func(u store.User) (store.User, error) {
+		now := time.Now().UTC()
 		u.PasswordHash = hash
-		u.UpdatedAt = time.Now().UTC()
+		u.UpdatedAt, u.CredentialsChangedAt = now, now // ends the sessions and refresh tokens of earlier sign-ins
 		return u, nil
 	}); err != nil {
 		fmt.Fprintf(e.stderr, "portcullis: %v\n", err)

@@ -267,3 +267,42 @@ func TestTOTPSignInThroughRun(t *testing.T) {
 		t.Fatalf("after the code: %d %q %.300s", resp.StatusCode, resp.Header.Get("Location"), body)
 	}
 }
+
+// TestUsersCommandsEndEarlierSignIns: set-password and disable record when the user's
+// credentials changed, which ends every earlier session and refresh-token family; adding a
+// user and enabling one do not move it.
+func TestUsersCommandsEndEarlierSignIns(t *testing.T) {
+	s := newUserSetup(t)
+	if code, out, errOut := s.run(t, "correct horse battery\n", "users", "add", "--username", "erin"); code != ExitOK {
+		t.Fatalf("add: %d %s %s", code, out, errOut)
+	}
+	if got := s.user(t, "erin").CredentialsChangedAt; !got.IsZero() {
+		t.Errorf("a new user has credentials_changed_at %v", got)
+	}
+	var last time.Time
+	for _, tt := range []struct {
+		name  string
+		stdin string
+		args  []string
+		moves bool
+	}{
+		{"set-password", "a brand new password\n", []string{"users", "set-password", "--username", "erin"}, true},
+		{"disable", "", []string{"users", "disable", "--username", "erin"}, true},
+		{"enable", "", []string{"users", "enable", "--username", "erin"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := time.Now()
+			if code, out, errOut := s.run(t, tt.stdin, tt.args...); code != ExitOK {
+				t.Fatalf("%d %s %s", code, out, errOut)
+			}
+			got := s.user(t, "erin").CredentialsChangedAt
+			switch {
+			case tt.moves && (got.Before(before.Add(-time.Millisecond)) || !got.After(last)):
+				t.Errorf("credentials_changed_at %v, want a time after %v", got, before)
+			case !tt.moves && !got.Equal(last):
+				t.Errorf("credentials_changed_at moved from %v to %v", last, got)
+			}
+			last = got
+		})
+	}
+}

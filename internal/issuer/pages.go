@@ -392,7 +392,8 @@ func (s *Server) sameOrigin(r *http.Request) bool {
 	return ref.Scheme+"://"+ref.Host == s.origin
 }
 
-// currentSession returns the browser's session when it is valid and its user still active.
+// currentSession returns the browser's session when it is valid, its user still active and
+// their credentials unchanged since it signed in.
 func (s *Server) currentSession(r *http.Request) (sessionRef, error) {
 	c, err := r.Cookie(s.cookies.session)
 	if err != nil {
@@ -402,8 +403,8 @@ func (s *Server) currentSession(r *http.Request) (sessionRef, error) {
 	if err != nil || !ok {
 		return sessionRef{id: c.Value}, err
 	}
-	_, active, err := s.users.ActiveUser(r.Context(), sess.UserID)
-	if err != nil || !active {
+	_, current, err := s.users.SessionUser(r.Context(), sess)
+	if err != nil || !current {
 		return sessionRef{id: c.Value}, err
 	}
 	return sessionRef{id: c.Value, s: sess, ok: true}, nil

@@ -2,9 +2,14 @@ package issuer_test
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/portcullis/portcullis/internal/issuer"
+	"github.com/portcullis/portcullis/internal/login"
+	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/token"
 )
 
@@ -96,5 +101,62 @@ func TestConcurrentRefresh(t *testing.T) {
 	}
 	if h.active(t, winner["access_token"].(string)) {
 		t.Error("the reuse did not revoke the winner's access token (family)")
+	}
+}
+
+// TestCredentialsChangeEndsSignIns: after a user's credentials change (portcullis users
+// set-password or disable sets CredentialsChangedAt), every earlier sign-in stops: the
+// browser session no longer yields codes (not even with prompt=none), a code issued
+// before the change cannot be redeemed, and the refresh tokens of earlier sign-ins fail
+// and revoke their family. A sign-in after the change works.
+func TestCredentialsChangeEndsSignIns(t *testing.T) {
+	h := newSIHarness(t)
+	b := h.browser(t)
+	code, verifier, _ := h.flow(t, b, siWeb, siWebRedirect, siAlice, "openid orders:read offline_access")
+	tok := h.redeem(t, siWeb, code, siWebRedirect, verifier).jsonMap(t)
+	rt, at := tok["refresh_token"].(string), tok["access_token"].(string)
+	_, challenge := pkce()
+	q := h.authParams(siWeb, siWebRedirect, challenge, "openid orders:read")
+	q.Set("prompt", "none")
+	if c := h.codeFrom(t, b.get(t, "/authorize?"+q.Encode()), siWebRedirect, q.Get("state")); c == "" {
+		t.Fatal("prompt=none before the change: no code")
+	}
+	pendingVerifier, pendingChallenge := pkce()
+	pq := h.authParams(siWeb, siWebRedirect, pendingChallenge, "openid orders:read")
+	pending := h.codeFrom(t, b.get(t, "/authorize?"+pq.Encode()), siWebRedirect, pq.Get("state"))
+
+	h.clock.Advance(10 * time.Second) // the pending code (60 s) is still fresh
+	hash, err := login.HashPassword("a brand new password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.UpdateUser(t.Context(), h.users[siAlice].ID, func(u store.User) (store.User, error) {
+		u.PasswordHash, u.CredentialsChangedAt = hash, h.clock.Now()
+		return u, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	q.Set("state", "after-change")
+	if got := b.get(t, "/authorize?"+q.Encode()).location(t).Query(); got.Get("error") != "login_required" || got.Get("code") != "" {
+		t.Errorf("prompt=none with a session from before the change: %v", got)
+	}
+	q.Del("prompt")
+	if l := b.get(t, "/authorize?"+q.Encode()).header.Get("Location"); !strings.HasPrefix(l, issuer.PathLogin+"?") {
+		t.Errorf("an authorization request with the old session went to %q, want the sign-in page", l)
+	}
+	wantGrantError(t, h.redeem(t, siWeb, pending, siWebRedirect, pendingVerifier), "invalid_grant")
+	wantGrantError(t, h.refresh(t, siWeb, rt), "invalid_grant")
+	if h.active(t, at) {
+		t.Error("the access token of the old sign-in is still active after its refresh was refused")
+	}
+
+	// A sign-in with the new password (in the same second as the change) works, and so do
+	// its refresh tokens.
+	h.passwords[siAlice] = "a brand new password"
+	code, verifier, _ = h.flow(t, h.browser(t), siWeb, siWebRedirect, siAlice, "openid orders:read offline_access")
+	tok = h.redeem(t, siWeb, code, siWebRedirect, verifier).jsonMap(t)
+	if r := h.refresh(t, siWeb, tok["refresh_token"].(string)); r.status != http.StatusOK {
+		t.Errorf("refresh of a sign-in after the change: %d %s", r.status, r.body)
 	}
 }

@@ -142,6 +142,20 @@ func (u *Users) ActiveUser(ctx context.Context, id string) (store.User, bool, er
 	return usr, !usr.Disabled, nil
 }
 
+// SessionUser returns the user of session s if the session still stands: the user exists,
+// is not disabled, and their credentials did not change after the session's sign-in (a
+// new password or second factor ends every earlier session).
+func (u *Users) SessionUser(ctx context.Context, s Session) (store.User, bool, error) {
+	usr, active, err := u.ActiveUser(ctx, s.UserID)
+	if err != nil || !active {
+		return store.User{}, false, err
+	}
+	if usr.CredentialsChangedSince(s.AuthTime) {
+		return store.User{}, false, nil
+	}
+	return usr, true, nil
+}
+
 // CheckNewPassword reports why a password a person chose is not acceptable, or nil.
 func CheckNewPassword(p string) error {
 	switch {

@@ -189,8 +189,18 @@ type User struct {
 	TOTPSealed   []byte // sealed TOTP secret; nil when the second factor is off
 	TOTPLastStep int64  // last accepted TOTP time step; a step is never accepted twice
 	Attributes   map[string]any
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// CredentialsChangedAt is when the user's credentials last changed (a new password, a
+	// second factor enrolled or removed) or the user was disabled; zero if never. A sign-in
+	// before it no longer stands: its sessions and refresh-token families stop working.
+	CredentialsChangedAt time.Time
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+}
+
+// CredentialsChangedSince reports whether u's credentials changed after a sign-in at
+// authTime, so that the sign-in's session and tokens must no longer be honoured.
+func (u User) CredentialsChangedSince(authTime time.Time) bool {
+	return authTime.Before(u.CredentialsChangedAt)
 }
 
 // UserStore keeps users.

@@ -74,6 +74,9 @@ func (g AuthorizationCode) Handle(ctx context.Context, req *Request) (*Response,
 	if err != nil {
 		return nil, err
 	}
+	if err := signInStands(u, rec); err != nil {
+		return nil, err
+	}
 	extra := map[string]any{"auth_time": rec.Extra["auth_time"], "amr": rec.Extra["amr"], "acr": rec.Extra["acr"]}
 	refreshUntil := req.Now.Add(g.RefreshTTL)
 	iss, err := g.mint(ctx, req.Client, u, rec.Scopes, rec.Scopes, req.Audience, rec.FamilyID, extra, refreshUntil, req.Now)

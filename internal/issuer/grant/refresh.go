@@ -16,7 +16,8 @@ import (
 // wins. Presenting a used refresh token again means two parties hold it: the whole family
 // (every access and refresh token descending from the same sign-in) is revoked and the
 // revocation announced. Refresh tokens end refresh_ttl after the code exchange however often
-// they rotate; they stop at once when the user is disabled or the consent is revoked.
+// they rotate; they stop at once when the user is disabled, the user's credentials change
+// after the family's sign-in, or the consent is revoked.
 type RefreshToken struct {
 	*UserTokens
 }
@@ -66,6 +67,9 @@ func (g RefreshToken) Handle(ctx context.Context, req *Request) (*Response, erro
 		scopes = req.Scopes
 	}
 	u, err := g.activeUser(ctx, rec.Subject)
+	if err == nil {
+		err = signInStands(u, rec)
+	}
 	if err != nil {
 		_ = g.revokeFamily(ctx, rec.FamilyID, req.Now)
 		return nil, err

@@ -102,6 +102,15 @@ func (t *UserTokens) activeUser(ctx context.Context, id string) (store.User, err
 	return u, nil
 }
 
+// signInStands refuses a grant whose sign-in (its auth_time) came before the user's
+// credentials last changed: a new password or second factor ends every earlier sign-in.
+func signInStands(u store.User, rec store.Token) error {
+	if u.CredentialsChangedSince(extraTime(rec.Extra, "auth_time")) {
+		return oauth.InvalidGrant("the grant is no longer valid", errors.New("the user's credentials changed after this sign-in"))
+	}
+	return nil
+}
+
 // issued is what one exchange produces, ready to be stored atomically with the consumption
 // of the code or refresh token it replaces.
 type issued struct {

@@ -9,7 +9,7 @@ import (
 )
 
 const userCols = `id, username, username_key, password_hash, disabled, totp_sealed, totp_last_step,
-	attributes, created_at, updated_at`
+	attributes, credentials_changed_at, created_at, updated_at`
 
 // usernameKey is the form usernames are unique and looked up in (store.UsernameKey: PRECIS
 // UsernameCaseMapped), so "Alice", "ALICE" and "Ａｌｉｃｅ" are one user.
@@ -44,7 +44,7 @@ func userArgs(u store.User) ([]any, error) {
 		totp = blob(u.TOTPSealed)
 	}
 	return []any{u.ID, u.Username, key, u.PasswordHash, u.Disabled, totp, u.TOTPLastStep, attrs,
-		micros(u.CreatedAt), micros(u.UpdatedAt)}, nil
+		micros(u.CredentialsChangedAt), micros(u.CreatedAt), micros(u.UpdatedAt)}, nil
 }
 
 func scanUser(s scanner) (store.User, error) {
@@ -52,14 +52,16 @@ func scanUser(s scanner) (store.User, error) {
 		u                store.User
 		key              string
 		attrs            []byte
+		changed          sql.NullInt64
 		created, updated sql.NullInt64
 	)
 	err := s.Scan(&u.ID, &u.Username, &key, &u.PasswordHash, &u.Disabled, &u.TOTPSealed,
-		&u.TOTPLastStep, &attrs, &created, &updated)
+		&u.TOTPLastStep, &attrs, &changed, &created, &updated)
 	if err != nil {
 		return store.User{}, err
 	}
 	u.TOTPSealed = bytesOrNil(u.TOTPSealed)
+	u.CredentialsChangedAt = fromMicros(changed)
 	u.CreatedAt, u.UpdatedAt = fromMicros(created), fromMicros(updated)
 	return u, decJSON("user attributes", attrs, &u.Attributes)
 }
@@ -71,7 +73,7 @@ func (db *DB) CreateUser(ctx context.Context, u store.User) error {
 	if err != nil {
 		return err
 	}
-	_, err = db.exec(ctx, "create user", `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+	_, err = db.exec(ctx, "create user", `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 	return err
 }
 
@@ -129,11 +131,11 @@ func (db *DB) UpdateUser(ctx context.Context, id string, fn func(store.User) (st
 		}
 		_, err = tx.ExecContext(ctx, db.d.rebind(`UPDATE users SET username = ?, username_key = ?,
 			password_hash = ?, disabled = ?, totp_sealed = ?, totp_last_step = ?, attributes = ?,
-			created_at = ?, updated_at = ? WHERE id = ?`), append(args[1:], id)...)
+			credentials_changed_at = ?, created_at = ?, updated_at = ? WHERE id = ?`), append(args[1:], id)...)
 		if err != nil {
 			return err
 		}
-		u.CreatedAt, u.UpdatedAt = norm(u.CreatedAt), norm(u.UpdatedAt)
+		u.CredentialsChangedAt, u.CreatedAt, u.UpdatedAt = norm(u.CredentialsChangedAt), norm(u.CreatedAt), norm(u.UpdatedAt)
 		u.TOTPSealed = bytesOrNil(u.TOTPSealed)
 		out = u
 		return nil

@@ -17,8 +17,10 @@ func sampleUser(id, name string) store.User {
 		TOTPSealed:   []byte{0x01, 0x00, 0xff, 't', 'o', 't', 'p'},
 		TOTPLastStep: 42,
 		Attributes:   map[string]any{"email": name + "@example.com", "groups": []any{"admins"}, "age": float64(40)},
-		CreatedAt:    base,
-		UpdatedAt:    base.Add(time.Minute),
+		// Microseconds: the contract keeps no more, and the change time must not lose them.
+		CredentialsChangedAt: base.Add(30*time.Second + 123456*time.Microsecond),
+		CreatedAt:            base,
+		UpdatedAt:            base.Add(time.Minute),
 	}
 }
 
@@ -118,6 +120,33 @@ var userTests = []test{
 		same(t, "u2 unchanged", sampleUser("u2", "bob"), getUser(t, s, "u2"))
 		_, err = s.UpdateUser(t.Context(), "u9", func(u store.User) (store.User, error) { return u, nil })
 		wantErr(t, "update unknown", err, store.ErrNotFound)
+	}},
+	{"credentials_changed_at_set_and_kept", func(t *testing.T, s store.Store) {
+		u := sampleUser("u1", "alice")
+		u.CredentialsChangedAt = time.Time{}
+		must(t, "create", s.CreateUser(t.Context(), u))
+		if got := getUser(t, s, "u1").CredentialsChangedAt; !got.IsZero() {
+			t.Fatalf("never changed: %v, want the zero time", got)
+		}
+		changed := base.Add(time.Hour + time.Microsecond)
+		got, err := s.UpdateUser(t.Context(), "u1", func(u store.User) (store.User, error) {
+			u.PasswordHash = "$argon2id$new"
+			u.CredentialsChangedAt = changed
+			return u, nil
+		})
+		must(t, "set", err)
+		same(t, "returned", changed, got.CredentialsChangedAt)
+		same(t, "stored", changed, getUser(t, s, "u1").CredentialsChangedAt)
+		// An update that does not touch it keeps it.
+		_, err = s.UpdateUser(t.Context(), "u1", func(u store.User) (store.User, error) {
+			u.Attributes = map[string]any{"x": "y"}
+			return u, nil
+		})
+		must(t, "other update", err)
+		same(t, "kept", changed, getUser(t, s, "u1").CredentialsChangedAt)
+		byName, err := s.GetUserByName(t.Context(), "alice")
+		must(t, "by name", err)
+		same(t, "by name", changed, byName.CredentialsChangedAt)
 	}},
 	{"concurrent_updates_all_apply", func(t *testing.T, s store.Store) {
 		u := sampleUser("u1", "alice")
