@@ -17,6 +17,17 @@ import (
 // maxAuthorizeQuery bounds the raw query (or PAR body) of an authorization request.
 const maxAuthorizeQuery = 8192
 
+// Bounds on the parameters a sign-in transaction (or a pushed request) stores as sent: an
+// unauthenticated request must not be able to make each stored record large. They are
+// well above what clients send (a state is usually a 128-bit random value, a nonce too).
+const (
+	maxState     = 1024
+	maxNonce     = 256
+	maxLoginHint = 256
+	maxScope     = 1024
+	maxPrompt    = 64 // "login consent select_account" fits twice over
+)
+
 // AuthRequest is an authorization request (RFC 6749 §4.1.1, OpenID Connect Core §3.1.2.1,
 // RFC 7636, RFC 9126) as sent: every field is the raw parameter, "" when absent.
 // ParseAuthorizeRequest checks only its form; Validate checks its meaning against a client.
@@ -158,12 +169,16 @@ func (a AuthRequest) Validate(cl store.Client, scopes map[string]config.Scope) (
 		return nil, oauth.InvalidRequest("code_challenge_method must be S256")
 	case !validChallenge(a.CodeChallenge):
 		return nil, oauth.InvalidRequest("code_challenge must be 43 base64url characters (S256)")
-	case len(a.State) > 2048:
+	case len(a.State) > maxState:
 		return nil, oauth.InvalidRequest("state is too long")
-	case len(a.Nonce) > 512:
+	case len(a.Nonce) > maxNonce:
 		return nil, oauth.InvalidRequest("nonce is too long")
-	case len(a.LoginHint) > 256:
+	case len(a.LoginHint) > maxLoginHint:
 		return nil, oauth.InvalidRequest("login_hint is too long")
+	case len(a.Scope) > maxScope:
+		return nil, oauth.InvalidScope("scope is too long")
+	case len(a.Prompt) > maxPrompt:
+		return nil, oauth.InvalidRequest("prompt is too long")
 	}
 	if a.MaxAge != "" {
 		if n, err := strconv.ParseInt(a.MaxAge, 10, 64); err != nil || n < 0 || n > 10*365*86400 {

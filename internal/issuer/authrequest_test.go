@@ -84,3 +84,37 @@ func FuzzParseAuthorizeRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestAuthorizeRequestLengthCaps: the values a sign-in transaction stores verbatim are
+// bounded well below the request's 8 KiB, so an unauthenticated request cannot make each
+// stored transaction large.
+func TestAuthorizeRequestLengthCaps(t *testing.T) {
+	base := issuer.AuthRequest{ResponseType: "code", ClientID: "web", RedirectURI: "https://web.example/cb", Scope: "openid",
+		CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", CodeChallengeMethod: "S256"}
+	scopes := (&config.Issuer{}).EffectiveScopes()
+	for _, tt := range []struct {
+		name string
+		max  int
+		set  func(*issuer.AuthRequest, string)
+		fill string
+	}{
+		{"state", 1024, func(a *issuer.AuthRequest, v string) { a.State = v }, "s"},
+		{"nonce", 256, func(a *issuer.AuthRequest, v string) { a.Nonce = v }, "n"},
+		{"login_hint", 256, func(a *issuer.AuthRequest, v string) { a.LoginHint = v }, "h"},
+		{"scope", 1024, func(a *issuer.AuthRequest, v string) { a.Scope = strings.TrimSpace(v) }, "openid "},
+		{"prompt", 64, func(a *issuer.AuthRequest, v string) { a.Prompt = strings.TrimSpace(v) }, "login "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			at := base
+			tt.set(&at, strings.Repeat(tt.fill, tt.max/len(tt.fill)))
+			if _, err := at.Validate(fuzzClient, scopes); err != nil {
+				t.Errorf("%s at the limit (%d bytes): %v", tt.name, tt.max, err)
+			}
+			over := base
+			tt.set(&over, strings.Repeat(tt.fill, tt.max/len(tt.fill)+2))
+			if _, err := over.Validate(fuzzClient, scopes); err == nil {
+				t.Errorf("%s over the limit accepted", tt.name)
+			}
+		})
+	}
+}
