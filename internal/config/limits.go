@@ -112,8 +112,20 @@ func (l RateLimit) EffectiveBurst() int {
 	if err != nil {
 		return 1
 	}
+	return DefaultBurst(n, per)
+}
+
+// DefaultBurst is the burst of a rate limit that names none: the rate per second, rounded up,
+// at least 1 (internal/ratelimit uses it too).
+func DefaultBurst(rate int, per time.Duration) int {
+	if rate <= 0 || per <= 0 {
+		return 1
+	}
 	secs := int64(per / time.Second)
-	return int(max((int64(n)+secs-1)/secs, 1))
+	if secs <= 0 {
+		return rate
+	}
+	return int(max((int64(rate)+secs-1)/secs, 1))
 }
 
 // Bounds on a limit, the same as the limiter's (internal/ratelimit): windows of whole seconds
@@ -234,29 +246,37 @@ func (f IPFilter) Empty() bool { return len(f.Allow) == 0 && len(f.Deny) == 0 }
 // maxIPFilterEntries bounds one list (internal/abuse/ipfilter's bound).
 const maxIPFilterEntries = 100_000
 
-// CheckIPFilterEntry reports why s is not a list entry, or nil: a CIDR without host bits
-// set, or a single address, without zone or spaces (internal/abuse/ipfilter's rule).
+// CheckIPFilterEntry reports why s is not a list entry, or nil.
 func CheckIPFilterEntry(s string) error {
+	_, err := ParseIPFilterEntry(s)
+	return err
+}
+
+// ParseIPFilterEntry parses one allow or deny list entry: a CIDR without host bits set, or a
+// single address (a prefix of its full length), without zone or spaces. internal/abuse/ipfilter
+// builds its lists with it.
+func ParseIPFilterEntry(s string) (netip.Prefix, error) {
 	if s == "" || strings.TrimSpace(s) != s {
-		return fmt.Errorf("%q is not an address or CIDR", s)
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
 	}
 	if strings.Contains(s, "%") {
-		return fmt.Errorf("%q: zones are not allowed", s)
+		return netip.Prefix{}, fmt.Errorf("%q: zones are not allowed", s)
 	}
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return fmt.Errorf("%q is not a CIDR", s)
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
 		}
 		if p.Masked() != p {
-			return fmt.Errorf("%q: host bits are set (did you mean %s?)", s, p.Masked())
+			return netip.Prefix{}, fmt.Errorf("%q: host bits are set (did you mean %s?)", s, p.Masked())
 		}
-		return nil
+		return p, nil
 	}
-	if _, err := netip.ParseAddr(s); err != nil {
-		return fmt.Errorf("%q is not an address", s)
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address", s)
 	}
-	return nil
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func validateIPFilter(ps *Problems, p string, f IPFilter) {

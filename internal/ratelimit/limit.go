@@ -3,9 +3,9 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/config"
 )
 
 // Limit is one policy: a GCRA rate limit (Rate requests per Per, bursts of up to Burst) or,
@@ -98,17 +98,7 @@ func NewQuota(name string, n int, p Period) (Limit, error) {
 
 // DefaultBurst is the burst of a rate limit that names none: the rate per second, rounded up,
 // at least 1 (100/s → 100, 6000/m → 100, 10/h → 1).
-func DefaultBurst(rate int, per time.Duration) int {
-	if rate <= 0 || per <= 0 {
-		return 1
-	}
-	secs := int64(per / time.Second)
-	if secs <= 0 {
-		return rate
-	}
-	b := (int64(rate) + secs - 1) / secs
-	return int(max(b, 1))
-}
+func DefaultBurst(rate int, per time.Duration) int { return config.DefaultBurst(rate, per) }
 
 // IsQuota reports whether l is a calendar quota.
 func (l Limit) IsQuota() bool { return l.Period != NoPeriod }
@@ -186,40 +176,10 @@ var rateUnits = []struct {
 
 // ParseRate parses "N/UNIT" or "N/KUNIT": a count of requests per window, where UNIT is s, m,
 // h or d and K an optional whole multiplier ("100/s", "6000/m", "20/10s", "1000/d"). A "d"
-// rate is a rolling 24 hours; calendar days are quotas (ParseQuota). The result satisfies
-// Validate's bounds on Rate and Per.
-func ParseRate(s string) (int, time.Duration, error) {
-	num, unit, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, 0, fmt.Errorf("rate %q: want N/s, N/m, N/h or N/d", s)
-	}
-	n, err := parseCount(num)
-	if err != nil {
-		return 0, 0, fmt.Errorf("rate %q: %w", s, err)
-	}
-	k := 1
-	if i := strings.IndexFunc(unit, func(r rune) bool { return r < '0' || r > '9' }); i > 0 {
-		k, err = parseCount(unit[:i])
-		if err != nil {
-			return 0, 0, fmt.Errorf("rate %q: window %w", s, err)
-		}
-		unit = unit[i:]
-	}
-	for _, u := range rateUnits {
-		if unit != u.name {
-			continue
-		}
-		if k > int(MaxPer/u.d) {
-			return 0, 0, fmt.Errorf("rate %q: window longer than %s", s, MaxPer)
-		}
-		per := time.Duration(k) * u.d
-		if per/time.Duration(n) < time.Microsecond {
-			return 0, 0, fmt.Errorf("rate %q: at most one request per microsecond", s)
-		}
-		return n, per, nil
-	}
-	return 0, 0, fmt.Errorf("rate %q: unit must be s, m, h or d", s)
-}
+// rate is a rolling 24 hours; calendar days are quotas (ParseQuota). The grammar is the
+// config's (config.ParseRate), so what loads is what the limiter builds; the result
+// satisfies Validate's bounds on Rate and Per.
+func ParseRate(s string) (int, time.Duration, error) { return config.ParseRate(s) }
 
 // FormatRate is the inverse of ParseRate: "100/s", "6000/m", "20/10s".
 func FormatRate(n int, per time.Duration) string {
@@ -235,38 +195,16 @@ func FormatRate(n int, per time.Duration) string {
 	return fmt.Sprintf("%d/%s", n, per)
 }
 
-// ParseQuota parses "N/day" or "N/month": a quota of N requests per UTC calendar day or month.
+// ParseQuota parses "N/day" or "N/month" (config.ParseQuota): a quota of N requests per UTC
+// calendar day or month.
 func ParseQuota(s string) (int, Period, error) {
-	num, unit, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, NoPeriod, fmt.Errorf("quota %q: want N/day or N/month", s)
-	}
-	n, err := parseCount(num)
-	if err != nil {
-		return 0, NoPeriod, fmt.Errorf("quota %q: %w", s, err)
-	}
-	switch unit {
-	case "day":
+	n, unit, err := config.ParseQuota(s)
+	switch {
+	case err != nil:
+		return 0, NoPeriod, err
+	case unit == "day":
 		return n, Day, nil
-	case "month":
+	default:
 		return n, Month, nil
 	}
-	return 0, NoPeriod, fmt.Errorf("quota %q: period must be day or month", s)
-}
-
-// parseCount parses 1..MaxRate written in plain decimal digits (no sign, no leading zero).
-func parseCount(s string) (int, error) {
-	if s == "" || len(s) > 10 || s[0] == '0' {
-		return 0, fmt.Errorf("%q is not a count between 1 and %d", s, MaxRate)
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("%q is not a count between 1 and %d", s, MaxRate)
-		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > MaxRate {
-		return 0, fmt.Errorf("%q is not a count between 1 and %d", s, MaxRate)
-	}
-	return n, nil
 }

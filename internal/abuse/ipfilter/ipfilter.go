@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/internal/abuse"
+	"github.com/portcullis/portcullis/internal/config"
 )
 
 // List is a set of address prefixes. The zero List is empty and matches nothing. A List is
@@ -74,29 +75,11 @@ func MustParseList(entries ...string) List {
 	return l
 }
 
-// ParsePrefix parses one list entry into its normalised prefix.
+// ParsePrefix parses one list entry (config.ParseIPFilterEntry) into its normalised prefix.
 func ParsePrefix(s string) (netip.Prefix, error) {
-	if s == "" || strings.TrimSpace(s) != s {
-		return netip.Prefix{}, fmt.Errorf("%q: not an address or CIDR", s)
-	}
-	if strings.Contains(s, "%") {
-		return netip.Prefix{}, fmt.Errorf("%q: zones are not allowed", s)
-	}
-	var p netip.Prefix
-	if strings.Contains(s, "/") {
-		var err error
-		if p, err = netip.ParsePrefix(s); err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q: not a CIDR", s)
-		}
-		if p.Masked() != p {
-			return netip.Prefix{}, fmt.Errorf("%q: host bits are set (did you mean %s?)", s, p.Masked())
-		}
-	} else {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q: not an address", s)
-		}
-		p = netip.PrefixFrom(a, a.BitLen())
+	p, err := config.ParseIPFilterEntry(s)
+	if err != nil {
+		return netip.Prefix{}, err
 	}
 	return normalise(p), nil
 }
