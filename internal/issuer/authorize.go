@@ -2,17 +2,20 @@ package issuer
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
 	"github.com/portcullis/portcullis/internal/issuer/grant"
 	"github.com/portcullis/portcullis/internal/oauth"
+	"github.com/portcullis/portcullis/internal/ratelimit"
 	"github.com/portcullis/portcullis/internal/secret"
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/web"
@@ -121,8 +124,6 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.issueCode(w, r, tx, sess)
 		return
 	}
-	tx.Bind = hashBind(s.browserBinding(w, r))
-	id := secret.Random(32)
 	next := PathLogin
 	if !needLogin {
 		tx.User = sess.s.UserID
@@ -137,11 +138,55 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		}
 		next = PathConsent
 	}
+	// A page follows: the transaction is stored, so it counts against the address.
+	retry, ok, err := s.admitTransaction(r, cl.ID)
+	switch {
+	case err != nil:
+		w.Header().Set("Retry-After", "1")
+		s.errorPage(w, r, http.StatusServiceUnavailable, "Try again later", "The service is busy or unavailable. Please try again in a moment.", err)
+		return
+	case !ok:
+		w.Header().Set("Retry-After", strconv.FormatInt(ratelimit.RetryAfterSeconds(retry), 10))
+		s.errorPage(w, r, http.StatusTooManyRequests, "Too many sign-ins", "Too many sign-ins were started from your network. Wait a minute and try again.", nil)
+		return
+	}
+	tx.Bind = hashBind(s.browserBinding(w, r))
+	id := secret.Random(32)
 	if err := s.saveTx(r.Context(), kindAuthzTx, id, tx, tx.Expires); err != nil {
 		s.serverError(w, r, err)
 		return
 	}
 	http.Redirect(w, r, next+"?tx="+id, http.StatusSeeOther)
+}
+
+// txLimit bounds the sign-in transactions one address may start: /authorize answers anyone
+// and stores a transaction for every request that goes on to a page, kept until
+// issuer.login.transaction_ttl. Thirty a minute, all at once if need be, is far beyond what
+// people behind one address start by hand, and keeps a script from filling the store. It
+// counts on the sign-in throttle's backends (Redis when configured, shared by replicas).
+var txLimit = ratelimit.Limit{Name: "authorize.ip", Rate: 30, Per: time.Minute, Burst: 30}
+
+// admitTransaction counts one new sign-in transaction (or pushed request of a public
+// client) against the request's address. Over the limit ok is false and retry says how long
+// to wait; the first refusal of an address per minute and endpoint is audited. An error
+// means the count could not be made: the caller refuses (fail closed).
+func (s *Server) admitTransaction(r *http.Request, clientID string) (retry time.Duration, ok bool, err error) {
+	ip, now := s.clientIP(r), s.o.Now()
+	key := ratelimit.IPKey(ip)
+	d, err := ratelimit.Allow(r.Context(), s.txLimiter, txLimit, key, now)
+	if err != nil {
+		return 0, false, fmt.Errorf("sign-in transaction limit: %w", err)
+	}
+	if d.Allowed {
+		return 0, true, nil
+	}
+	const reason = "too many sign-in transactions from this address"
+	web.RequestInfo(r.Context()).Reason = reason
+	if s.txRefused.first(r.URL.Path+" "+key, now, txLimit.Per) {
+		s.recordAudit(r, store.AuditEvent{Type: "authorization.throttled", Outcome: audit.Denied, ClientID: clientID, Reason: reason,
+			Details: map[string]string{"ip": ip.String(), "endpoint": r.URL.Path, "limit": txLimit.String()}})
+	}
+	return d.RetryAfter, false, nil
 }
 
 // authorizeParams returns the raw parameters: the query of a GET, the urlencoded body of a

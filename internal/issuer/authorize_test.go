@@ -1,12 +1,18 @@
 package issuer_test
 
 import (
+	"context"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/issuer"
+	"github.com/portcullis/portcullis/internal/store"
 )
 
 // checkErrorPage asserts an HTML error page that does not redirect anywhere.
@@ -172,5 +178,105 @@ func TestSessionSkipsTheLoginPage(t *testing.T) {
 	q.Set("prompt", "login")
 	if l := b.get(t, "/authorize?"+q.Encode()).header.Get("Location"); !strings.HasPrefix(l, issuer.PathLogin+"?") {
 		t.Errorf("prompt=login went to %q", l)
+	}
+}
+
+// ephemeralCounter counts what the issuer stores as ephemeral records, by kind.
+type ephemeralCounter struct {
+	store.Store
+	mu   sync.Mutex
+	puts map[string]int
+}
+
+func (c *ephemeralCounter) PutEphemeral(ctx context.Context, kind, key string, value []byte, expires time.Time) error {
+	c.mu.Lock()
+	c.puts[kind]++
+	c.mu.Unlock()
+	return c.Store.PutEphemeral(ctx, kind, key, value, expires)
+}
+
+func (c *ephemeralCounter) count(kind string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.puts[kind]
+}
+
+// TestSignInTransactionsPerAddress: /authorize is unauthenticated and stores a transaction
+// per request, so one address may start 30 a minute. Beyond that it gets a bare 429 with
+// Retry-After, nothing is stored (not even the binding cookie) and the refusal is audited;
+// another address is unaffected, and the address recovers with time. Pushed requests of
+// public clients (unauthenticated as well) count the same way; a confidential client's
+// do not, since one back end pushes for all its users.
+func TestSignInTransactionsPerAddress(t *testing.T) {
+	const perMinute = 30
+	counter := &ephemeralCounter{puts: map[string]int{}}
+	h := buildSIHarness(t, siOptions{
+		login: config.Login{TrustedProxies: []string{"127.0.0.1/32"}},
+		wrap:  func(s store.Store) store.Store { counter.Store = s; return counter },
+	})
+	_, challenge := pkce()
+	from := func(b *siBrowser, addr string) siResp {
+		q := h.authParams(siWeb, siWebRedirect, challenge, "openid")
+		return b.do(t, http.MethodGet, "/authorize?"+q.Encode(), nil, map[string]string{"X-Forwarded-For": addr})
+	}
+	b := h.browser(t)
+	for i := range perMinute {
+		if r := from(b, "198.51.100.7"); r.status != http.StatusSeeOther || !strings.HasPrefix(r.header.Get("Location"), issuer.PathLogin+"?") {
+			t.Fatalf("request %d within the limit: %d %q", i+1, r.status, r.header.Get("Location"))
+		}
+	}
+	if n := counter.count("authz-tx"); n != perMinute {
+		t.Fatalf("%d transactions stored, want %d", n, perMinute)
+	}
+	over := from(h.browser(t), "198.51.100.7")
+	if over.status != http.StatusTooManyRequests || over.header.Get("Retry-After") == "" || over.header.Get("Location") != "" {
+		t.Errorf("over the limit: %d Retry-After %q Location %q", over.status, over.header.Get("Retry-After"), over.header.Get("Location"))
+	}
+	if c := siFindCookie(over, "__Host-portcullis-bind"); c != nil {
+		t.Error("the refused request set a binding cookie")
+	}
+	if strings.Contains(over.body, "198.51.100.7") || strings.Contains(over.body, "authorize.ip") {
+		t.Errorf("the refusal tells too much: %.300s", over.body)
+	}
+	if n := counter.count("authz-tx"); n != perMinute {
+		t.Errorf("the refused request stored a transaction (%d stored)", n)
+	}
+	h.audit(t, "authorization.throttled", func(e store.AuditEvent) bool { return e.Details["ip"] == "198.51.100.7" })
+
+	if r := from(h.browser(t), "203.0.113.9"); r.status != http.StatusSeeOther {
+		t.Errorf("another address was refused too: %d", r.status)
+	}
+	if n := counter.count("authz-tx"); n != perMinute+1 {
+		t.Errorf("%d transactions stored, want %d", n, perMinute+1)
+	}
+
+	t.Run("pushed requests of public clients", func(t *testing.T) {
+		push := func(client, redirect, addr string) siResp {
+			q := h.authParams(client, redirect, challenge, "openid")
+			q.Del("client_id")
+			hdr := map[string]string{"X-Forwarded-For": addr}
+			if s, ok := h.secrets[client]; ok {
+				hdr["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(client+":"+s))
+			} else {
+				q.Set("client_id", client)
+			}
+			return (&siBrowser{h: h, client: h.srv.Client()}).do(t, http.MethodPost, issuer.PathPAR, q, hdr)
+		}
+		pars := counter.count("par")
+		r := push(siWeb, siWebRedirect, "198.51.100.7")
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || r.jsonMap(t)["error"] != "temporarily_unavailable" {
+			t.Errorf("public client's push over the limit: %d Retry-After %q %s", r.status, r.header.Get("Retry-After"), r.body)
+		}
+		if counter.count("par") != pars {
+			t.Error("the refused push was stored")
+		}
+		if r := push(siConf, siConfRedirect, "198.51.100.7"); r.status != http.StatusCreated {
+			t.Errorf("a confidential client's push from the same address: %d %s", r.status, r.body)
+		}
+	})
+
+	h.clock.Advance(time.Minute)
+	if r := from(h.browser(t), "198.51.100.7"); r.status != http.StatusSeeOther {
+		t.Errorf("a minute later the address is still refused: %d", r.status)
 	}
 }

@@ -6,15 +6,20 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/oauth"
+	"github.com/portcullis/portcullis/internal/ratelimit"
 	"github.com/portcullis/portcullis/internal/secret"
 	"github.com/portcullis/portcullis/internal/web"
 )
 
 // PathPAR is the pushed authorization request endpoint (RFC 9126).
 const PathPAR = "/par"
+
+// errTooManyTransactions refuses a push over the address's sign-in transaction limit.
+var errTooManyTransactions = &oauth.Error{Code: oauth.CodeTemporarilyUnavailable, Status: http.StatusTooManyRequests, Description: "too many requests from this address; retry later"}
 
 // servePAR takes an authorization request over the back channel: the client authenticates
 // exactly as at /token, the request is validated in full (redirect_uri, PKCE, scopes) and
@@ -60,6 +65,21 @@ func (s *Server) servePAR(w http.ResponseWriter, r *http.Request) {
 	if _, err := req.Validate(cl, s.scopes); err != nil {
 		oauth.WriteError(w, err)
 		return
+	}
+	if cl.AuthMethod == "none" {
+		// Anyone can push for a public client: count it like a sign-in transaction. A
+		// confidential client authenticated and pushes for all its users from one back end.
+		retry, ok, err := s.admitTransaction(r, cl.ID)
+		switch {
+		case err != nil:
+			w.Header().Set("Retry-After", "1")
+			oauth.WriteError(w, &oauth.Error{Code: oauth.CodeTemporarilyUnavailable, Status: http.StatusServiceUnavailable, Description: "try again later", Cause: err})
+			return
+		case !ok:
+			w.Header().Set("Retry-After", strconv.FormatInt(ratelimit.RetryAfterSeconds(retry), 10))
+			oauth.WriteError(w, errTooManyTransactions)
+			return
+		}
 	}
 	key := secret.Random(32)
 	b, err := json.Marshal(pushedRequest{ClientID: cl.ID, Request: req})

@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/internal/login"
 	"github.com/portcullis/portcullis/internal/oauth"
+	"github.com/portcullis/portcullis/internal/ratelimit"
 	"github.com/portcullis/portcullis/internal/secret"
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/token"
@@ -80,6 +81,9 @@ type Server struct {
 
 	abuseRule *abuse.Rule // issuer.abuse.auth_failures; nil: off
 	reported  onceGate    // subjects a report-only rule was audited for
+
+	txLimiter ratelimit.Limiter // counts new sign-in transactions per address (txLimit)
+	txRefused onceGate          // addresses a refusal of txLimit was audited for
 }
 
 // Metrics are the issuer's counters.
@@ -236,6 +240,10 @@ func (s *Server) buildSignIn() error {
 			return fmt.Errorf("issuer: %w", err)
 		}
 		s.throttle = t
+	}
+	s.txLimiter = s.o.LoginBackends.Limiter
+	if s.txLimiter == nil {
+		s.txLimiter = ratelimit.NewMemory(1 << 14)
 	}
 	u, err := url.Parse(s.cfg.URL)
 	if err != nil {

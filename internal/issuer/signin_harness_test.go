@@ -101,6 +101,8 @@ func (r *siRevocations) has(h string) bool { r.mu.Lock(); defer r.mu.Unlock(); r
 
 type siOptions struct {
 	login config.Login
+	// wrap, when set, wraps the store the issuer is given (to watch what it stores).
+	wrap func(store.Store) store.Store
 }
 
 func newSIHarness(tb testing.TB) *siHarness { return buildSIHarness(tb, siOptions{}) }
@@ -222,7 +224,11 @@ func buildSIHarness(tb testing.TB, o siOptions) *siHarness {
 	}
 	rec := audit.NewRecorder(db, slog.New(slog.DiscardHandler))
 	tb.Cleanup(rec.Close)
-	h.issuer, err = issuer.New(issuer.Options{Config: ic, Store: db, Keys: h.keys, Secrets: hasher, Events: h.bus, Audit: rec, Now: clk.Now, TOTP: totp})
+	var is store.Store = db
+	if o.wrap != nil {
+		is = o.wrap(db)
+	}
+	h.issuer, err = issuer.New(issuer.Options{Config: ic, Store: is, Keys: h.keys, Secrets: hasher, Events: h.bus, Audit: rec, Now: clk.Now, TOTP: totp})
 	if err != nil {
 		tb.Fatal(err)
 	}
