@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -31,6 +32,11 @@ var Algorithms = []string{"ES256", "EdDSA", "PS256"}
 // ErrRotationPending is returned by a non-immediate Rotate when a successor is already
 // published and waiting to sign.
 var ErrRotationPending = errors.New("keys: a rotation is already pending")
+
+// ErrKeyMismatch means a stored key's public half (what the JWKS would publish) is not the
+// public half of its sealed private key, or names another kid or alg: the store was tampered
+// with or damaged. The key is refused; nothing signs with it or publishes it.
+var ErrKeyMismatch = errors.New("keys: stored public key does not match the private key")
 
 // Options configures a Manager.
 type Options struct {
@@ -312,7 +318,7 @@ func (m *Manager) install(ks []store.SigningKey) error {
 	var set jose.JSONWebKeySet
 	for _, rec := range ks {
 		lk := old[rec.ID]
-		if lk == nil || !lk.rec.RetireAt.Equal(rec.RetireAt) || !lk.rec.RemoveAt.Equal(rec.RemoveAt) {
+		if lk == nil || !sameKey(lk.rec, rec) {
 			nl, err := m.unseal(rec)
 			if err != nil {
 				return err
@@ -353,7 +359,37 @@ func (m *Manager) unseal(rec store.SigningKey) (*loadedKey, error) {
 	if err := pub.UnmarshalJSON(rec.PublicJWK); err != nil {
 		return nil, fmt.Errorf("signing key %s: public jwk: %w", rec.ID, err)
 	}
+	if err := matchesPrivate(rec, pub, priv); err != nil {
+		m.o.Logger.Error("signing key refused: its stored public key is not its own; the key store was altered", "kid", rec.ID, "alg", rec.Algorithm, "err", err)
+		return nil, fmt.Errorf("signing key %s: %w", rec.ID, err)
+	}
 	return &loadedKey{rec: rec, priv: priv, pub: pub}, nil
+}
+
+// matchesPrivate checks the stored public JWK against the unsealed private key: the sealed
+// half is authenticated (bound to the kid by the seal), the public column is not, so it is
+// what the JWKS may publish only when it is exactly priv's public key under rec's kid and alg.
+func matchesPrivate(rec store.SigningKey, pub jose.JSONWebKey, priv crypto.Signer) error {
+	key, ok := pub.Key.(interface{ Equal(crypto.PublicKey) bool })
+	switch {
+	case !pub.IsPublic():
+		return fmt.Errorf("%w: the public column holds private material", ErrKeyMismatch)
+	case pub.KeyID != rec.ID:
+		return fmt.Errorf("%w: its kid is %q", ErrKeyMismatch, pub.KeyID)
+	case pub.Algorithm != rec.Algorithm:
+		return fmt.Errorf("%w: its alg is %q, the key's %q", ErrKeyMismatch, pub.Algorithm, rec.Algorithm)
+	case !ok || !key.Equal(priv.Public()):
+		return ErrKeyMismatch
+	}
+	return nil
+}
+
+// sameKey reports whether a loaded record can be reused for rec without unsealing again:
+// nothing that unseal checks, and no lifecycle time, changed.
+func sameKey(loaded, rec store.SigningKey) bool {
+	return loaded.Algorithm == rec.Algorithm && bytes.Equal(loaded.PublicJWK, rec.PublicJWK) &&
+		bytes.Equal(loaded.PrivateSealed, rec.PrivateSealed) &&
+		loaded.RetireAt.Equal(rec.RetireAt) && loaded.RemoveAt.Equal(rec.RemoveAt)
 }
 
 // ErrNoSigningKey means no key may sign now (all pending or retired): a wiring or clock bug.

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -602,5 +606,87 @@ func TestRestartKeepsKeys(t *testing.T) {
 	}
 	if err := verify(t, m2, e.clock.Now, "ES256", tok); err != nil {
 		t.Fatalf("token from before the restart: %v", err)
+	}
+}
+
+// TestPublicHalfMustMatchPrivateKey: a store row whose public JWK was replaced (another
+// key under the same kid, another row's key, another alg) is refused at load, so the JWKS
+// can never advertise a key other than the one that signs. A running manager keeps the set
+// it verified; a new one refuses to start, and the log names the key.
+func TestPublicHalfMustMatchPrivateKey(t *testing.T) {
+	attacker, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, ks []store.SigningKey)
+	}{
+		{"another key under the same kid", func(t *testing.T, ks []store.SigningKey) {
+			j, err := jose.JSONWebKey{Key: attacker.Public(), KeyID: ks[0].ID, Algorithm: "ES256", Use: "sig"}.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ks[0].PublicJWK = j
+		}},
+		{"public halves of two rows swapped", func(t *testing.T, ks []store.SigningKey) {
+			ks[0].PublicJWK, ks[1].PublicJWK = ks[1].PublicJWK, ks[0].PublicJWK
+		}},
+		{"another alg", func(t *testing.T, ks []store.SigningKey) {
+			var j map[string]any
+			if err := json.Unmarshal(ks[0].PublicJWK, &j); err != nil {
+				t.Fatal(err)
+			}
+			j["alg"] = "ES384"
+			ks[0].PublicJWK, _ = json.Marshal(j)
+		}},
+		{"a private key in the public column", func(t *testing.T, ks []store.SigningKey) {
+			j, err := jose.JSONWebKey{Key: attacker, KeyID: ks[0].ID, Algorithm: "ES256", Use: "sig"}.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ks[0].PublicJWK = j
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			m := e.manager(t)
+			if _, err := m.Rotate(t.Context(), RotateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := m.JWKS()
+			_, err := e.db.UpdateKeys(t.Context(), func(old []store.SigningKey) ([]store.SigningKey, error) {
+				ks := slices.Clone(old) // the store compares the result with what it passed in
+				for i := range ks {
+					ks[i].PublicJWK = slices.Clone(ks[i].PublicJWK)
+				}
+				tt.tamper(t, ks)
+				return ks, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if err := m.Load(t.Context()); !errors.Is(err, ErrKeyMismatch) {
+				t.Errorf("reload of a tampered row: %v, want ErrKeyMismatch", err)
+			}
+			if after, _ := m.JWKS(); !bytes.Equal(after, before) {
+				t.Errorf("the running manager now publishes\n%s\nwas\n%s", after, before)
+			}
+			if err := verify(t, m, e.clock.Now, "ES256", e.sign(t, m)); err != nil {
+				t.Errorf("the running manager's tokens no longer verify against its own JWKS: %v", err)
+			}
+
+			var log bytes.Buffer
+			o := e.options("ES256")
+			o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+			if _, err := New(t.Context(), o); !errors.Is(err, ErrKeyMismatch) {
+				t.Fatalf("a manager loaded a tampered key set: %v", err)
+			}
+			if !strings.Contains(log.String(), "level=ERROR") || !strings.Contains(log.String(), "kid=") {
+				t.Errorf("log: %s", log.String())
+			}
+		})
 	}
 }
