@@ -197,7 +197,8 @@ func usableKey(k jose.JSONWebKey) (jose.JSONWebKey, bool) {
 }
 
 // usablePublicKey reports whether k is a public signature key Verify may use: "use" empty or
-// "sig", and an ECDSA P-256/384/521, Ed25519, or RSA (at least 2048 bits, odd e ≥ 3) key.
+// "sig", and an ECDSA P-256/384/521, Ed25519, or RSA (at least 2048 bits, odd e ≥ 3, without
+// the ROCA fingerprint) key.
 func usablePublicKey(k *jose.JSONWebKey) bool {
 	if k.Use != "" && k.Use != "sig" {
 		return false
@@ -214,7 +215,7 @@ func usablePublicKey(k *jose.JSONWebKey) bool {
 	case ed25519.PublicKey:
 		return len(pub) == ed25519.PublicKeySize
 	case *rsa.PublicKey:
-		return pub != nil && pub.N != nil && pub.N.BitLen() >= minRSABits && pub.E >= 3 && pub.E%2 == 1
+		return pub != nil && pub.N != nil && pub.N.BitLen() >= minRSABits && pub.E >= 3 && pub.E%2 == 1 && !rocaFingerprint(pub.N)
 	}
 	return false
 }

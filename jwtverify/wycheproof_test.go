@@ -180,8 +180,6 @@ func TestWycheproofJWS(t *testing.T) {
 func TestWycheproofJWK(t *testing.T) {
 	var f wycheproofJOSE
 	readVectors(t, "json_web_key_test.json", &f)
-	// Known gap: the ROCA weak-key test (Infineon RSA keys, CVE-2017-15361) is not implemented.
-	knownGaps := map[string]bool{"jws_rsa_roca_key": true}
 	var validAccepted, invalidRejected, hmacRejected int
 	for _, g := range f.TestGroups {
 		keyDoc := g.Public
@@ -196,8 +194,6 @@ func TestWycheproofJWK(t *testing.T) {
 					t.Errorf("tcId %d (%s): HMAC token accepted", tc.TcID, g.Comment)
 				}
 				hmacRejected++
-			case knownGaps[g.Comment]:
-				t.Logf("KNOWN GAP tcId %d (%s, %s): expected %s, accepted=%v", tc.TcID, g.Comment, tc.Comment, tc.Result, out.accepted)
 			case tc.Result == "valid":
 				if !out.accepted {
 					t.Errorf("tcId %d (%s): valid key set rejected: %v", tc.TcID, g.Comment, out.err)
