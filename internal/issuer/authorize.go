@@ -111,7 +111,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 			s.redirectError(w, r, req, &oauth.Error{Code: oauth.CodeLoginRequired, Status: http.StatusBadRequest, Description: "the user is not signed in"})
 			return
 		}
-		need, err := s.consentNeeded(r, sess.s.UserID, cl.ID, scopes, prompts)
+		need, err := s.askConsent(r, cl, req.RedirectURI, sess.s.UserID, scopes, prompts)
 		if err != nil {
 			s.serverError(w, r, err)
 			return
@@ -127,7 +127,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	next := PathLogin
 	if !needLogin {
 		tx.User = sess.s.UserID
-		need, err := s.consentNeeded(r, tx.User, cl.ID, scopes, prompts)
+		need, err := s.askConsent(r, cl, req.RedirectURI, tx.User, scopes, prompts)
 		if err != nil {
 			s.serverError(w, r, err)
 			return
@@ -231,6 +231,29 @@ func (s *Server) takePushed(w http.ResponseWriter, r *http.Request, req AuthRequ
 		return fail("request_uri pushed by another client")
 	}
 	return p.Request, true
+}
+
+// askConsent reports whether a signed-in person must see the consent page before a code is
+// issued from their session: always when the redirect is claimable (no code reaches another
+// app on the device without a page the person sees), else as consentNeeded says.
+func (s *Server) askConsent(r *http.Request, cl store.Client, redirect, userID string, scopes, prompts []string) (bool, error) {
+	if claimableRedirect(cl, redirect) {
+		return true, nil
+	}
+	return s.consentNeeded(r, userID, cl.ID, scopes, prompts)
+}
+
+// claimableRedirect reports whether a code sent to redirect for cl could be taken by another
+// app on the person's device: cl is public, so nothing at /token proves which app redeems
+// the code (PKCE proves only that it started the request, which any app can do), and
+// redirect is not https — a loopback http port any app can listen on, or a private-use
+// scheme any app can register (RFC 8252 §8.6). An https redirect belongs to its domain.
+func claimableRedirect(cl store.Client, redirect string) bool {
+	if cl.AuthMethod != "none" {
+		return false
+	}
+	u, err := url.Parse(redirect)
+	return err != nil || !strings.EqualFold(u.Scheme, "https")
 }
 
 // consentNeeded reports whether the user must be asked: prompt=consent, or a scope not yet

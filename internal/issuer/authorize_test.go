@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -278,5 +279,60 @@ func TestSignInTransactionsPerAddress(t *testing.T) {
 	h.clock.Advance(time.Minute)
 	if r := from(h.browser(t), "198.51.100.7"); r.status != http.StatusSeeOther {
 		t.Errorf("a minute later the address is still refused: %d", r.status)
+	}
+}
+
+// TestNoSilentCodeForClaimableRedirects: any app on the device can claim a loopback http or
+// private-use scheme redirect_uri (RFC 8252 §8.6), so a public client with one never gets a
+// code from an existing session without a page the person sees: prompt=none answers
+// consent_required, and the consent page is shown every time, even after the person
+// allowed once. Clients whose redirect cannot be claimed that way (https) or that
+// authenticate at /token keep silent codes.
+func TestNoSilentCodeForClaimableRedirects(t *testing.T) {
+	h := newSIHarness(t)
+	for _, tt := range []struct {
+		name, client, redirect string
+		silent                 bool
+	}{
+		{"public, loopback http", siNoOffln, siNoOfflnRedir, false},
+		{"public, private-use scheme", siNative, siNativeRedir, false},
+		{"public, https", siWeb, siWebRedirect, true},
+		{"confidential, https", siConf, siConfRedirect, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := h.browser(t)
+			h.flow(t, b, tt.client, tt.redirect, siAlice, "openid") // signed in, consent given
+			_, challenge := pkce()
+			q := h.authParams(tt.client, tt.redirect, challenge, "openid")
+			q.Set("prompt", "none")
+			r := b.get(t, "/authorize?"+q.Encode())
+			got := r.location(t).Query()
+			switch {
+			case tt.silent && got.Get("code") == "":
+				t.Errorf("prompt=none: no code (%v)", got)
+			case !tt.silent && (got.Get("code") != "" || got.Get("error") != "consent_required" || got.Get("state") != q.Get("state")):
+				t.Errorf("prompt=none with a session: %v, want consent_required and no code", got)
+			}
+			q.Del("prompt")
+			for i := range 2 {
+				q.Set("state", "again-"+strconv.Itoa(i))
+				r := b.get(t, "/authorize?"+q.Encode())
+				if tt.silent {
+					if code := h.codeFrom(t, r, tt.redirect, q.Get("state")); code == "" {
+						t.Error("remembered consent: no code")
+					}
+					continue
+				}
+				if r.location(t).Query().Get("code") != "" || !strings.HasPrefix(r.header.Get("Location"), issuer.PathConsent+"?") {
+					t.Fatalf("attempt %d with a session and remembered consent went to %q, want the consent page", i+1, r.header.Get("Location"))
+				}
+				page := b.follow(t, r)
+				tx, csrf := siForm(t, page)
+				after := b.post(t, issuer.PathConsent, url.Values{"tx": {tx}, "csrf": {csrf}, "decision": {"allow"}})
+				if code := h.codeFrom(t, after, tt.redirect, q.Get("state")); code == "" {
+					t.Error("allowed on the consent page: no code")
+				}
+			}
+		})
 	}
 }

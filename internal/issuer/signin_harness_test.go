@@ -39,13 +39,14 @@ import (
 
 // Clients of the sign-in harness.
 const (
-	siWeb      = "web"       // public (none), code + refresh, every user scope
-	siConf     = "conf"      // client_secret_basic, code + refresh
-	siOther    = "other-web" // public, code only, another redirect URI
-	siPARApp   = "par-app"   // client_secret_basic, require_par
-	siNoOffln  = "no-refresh"
-	siMachine  = "machine"  // client_credentials with openid (not a user)
-	siResource = "resource" // introspect: true (the gateway's view)
+	siWeb      = "web"        // public (none), code + refresh, every user scope
+	siConf     = "conf"       // client_secret_basic, code + refresh
+	siOther    = "other-web"  // public, code only, another redirect URI
+	siPARApp   = "par-app"    // client_secret_basic, require_par
+	siNoOffln  = "no-refresh" // public, code only, loopback http redirect
+	siNative   = "native"     // public, code only, private-use scheme redirect (RFC 8252 §7.1)
+	siMachine  = "machine"    // client_credentials with openid (not a user)
+	siResource = "resource"   // introspect: true (the gateway's view)
 )
 
 const (
@@ -54,6 +55,7 @@ const (
 	siOtherRedirect = "https://other.example/cb"
 	siPARRedirect   = "https://par.example/cb"
 	siNoOfflnRedir  = "http://127.0.0.1:8123/cb"
+	siNativeRedir   = "com.example.app:/oauth/cb"
 )
 
 // Users of the sign-in harness.
@@ -147,6 +149,7 @@ func buildSIHarness(tb testing.TB, o siOptions) *siHarness {
 			{ID: siOther, AuthMethod: "none", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siOtherRedirect}},
 			{ID: siPARApp, SecretHash: gen(siPARApp), AuthMethod: "client_secret_basic", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siPARRedirect}, RequirePAR: true},
 			{ID: siNoOffln, AuthMethod: "none", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siNoOfflnRedir}},
+			{ID: siNative, AuthMethod: "none", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siNativeRedir}},
 			{ID: siMachine, SecretHash: gen(siMachine), AuthMethod: "client_secret_basic", GrantTypes: []string{"client_credentials"}, Scopes: []string{"openid", "orders:read"}},
 			{ID: siResource, SecretHash: gen(siResource), AuthMethod: "client_secret_basic", GrantTypes: []string{}, Scopes: []string{}, Introspect: true},
 		},
