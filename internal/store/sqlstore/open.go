@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/url"
+	"os"
 	"regexp"
 	"runtime"
 	"strings"
@@ -153,6 +156,12 @@ func (db *DB) connectSQLite(ctx context.Context, o Options) error {
 	if !mem {
 		wparams = append(wparams, "_pragma=journal_mode(WAL)")
 	}
+	path, isFile := sqliteFile(o.DSN)
+	if isFile && !mem {
+		if err := db.createPrivate(path); err != nil {
+			return err
+		}
+	}
 	w, err := sql.Open("sqlite", withParams(o.DSN, wparams...))
 	if err != nil {
 		return fmt.Errorf("sqlstore: open sqlite: %w", err)
@@ -166,6 +175,11 @@ func (db *DB) connectSQLite(ctx context.Context, o Options) error {
 	w.SetConnMaxIdleTime(0)
 	if err := db.ping(ctx, w); err != nil { // creates the file and switches it to WAL
 		return fmt.Errorf("sqlstore: open sqlite: %w", err)
+	}
+	if isFile && !mem {
+		if err := privateSidecars(path); err != nil {
+			return err
+		}
 	}
 	db.startBatcher()
 	if mem {
@@ -184,6 +198,93 @@ func (db *DB) connectSQLite(ctx context.Context, o Options) error {
 		return fmt.Errorf("sqlstore: open sqlite readers: %w", err)
 	}
 	return nil
+}
+
+// The database holds token hashes, sealed keys and the audit trail: nobody but its owner
+// reads it. SQLite would create the file 0644 (less the umask), and its -wal and -shm with the
+// file's mode whenever it recreates them, so a new file is created here first, 0600 whatever
+// the umask. An existing file keeps the owner and group access its operator gave it, but
+// never access for every other user (a warning says when that was taken away).
+
+// createPrivate creates the database file 0600 when it does not exist yet, and takes access
+// for others off an existing one.
+func (db *DB) createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode().Perm()&0o007 == 0 {
+			return nil // SQLite reports a file it cannot open
+		}
+		perm := fi.Mode().Perm()
+		if err := os.Chmod(path, perm&^0o007); err != nil {
+			return fmt.Errorf("sqlstore: the sqlite file is open to every user and cannot be restricted: %w", err)
+		}
+		db.log.Warn("the database file was open to every user; it holds token hashes, sealed keys and audit events, so their access was taken away", "path", path, "mode", perm.String(), "now", (perm &^ 0o007).String())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: create sqlite file: %w", err)
+	}
+	err = f.Chmod(0o600) // the umask may have removed the owner's bits, never added others'
+	return errors.Join(err, f.Close())
+}
+
+// privateSidecars takes every access for others off -wal and -shm files left from before,
+// and any access the database file itself does not give.
+func privateSidecars(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("sqlstore: sqlite file: %w", err)
+	}
+	allowed := fi.Mode().Perm() &^ 0o007
+	for _, suffix := range []string{"-wal", "-shm"} {
+		si, err := os.Stat(path + suffix)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: sqlite file: %w", err)
+		}
+		if perm := si.Mode().Perm(); perm&^allowed != 0 {
+			if err := os.Chmod(path+suffix, perm&allowed); err != nil {
+				return fmt.Errorf("sqlstore: sqlite file: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// sqliteFile returns the file a SQLite DSN names, as SQLite resolves it: a plain path (the
+// driver drops its query), or a file: URI (an empty or "localhost" authority, the path up to
+// '?' or '#', percent-escapes decoded). ok is false where SQLite must not create the file or
+// the name is not plainly a file: in-memory names, a mode other than rwc, another vfs, a URI
+// it cannot read (SQLite then reports the problem itself).
+func sqliteFile(dsn string) (path string, ok bool) {
+	rest, isURI := strings.CutPrefix(dsn, "file:")
+	if !isURI {
+		path, _, _ = strings.Cut(dsn, "?")
+		if path == "" || path == ":memory:" {
+			return "", false
+		}
+		return path, true
+	}
+	rest, _, _ = strings.Cut(rest, "#")
+	rest, query, _ := strings.Cut(rest, "?")
+	if q, err := url.ParseQuery(query); err != nil || q.Has("vfs") || (q.Has("mode") && q.Get("mode") != "rwc") {
+		return "", false
+	}
+	if after, ok := strings.CutPrefix(rest, "//"); ok {
+		auth, p, _ := strings.Cut(after, "/")
+		if auth != "" && auth != "localhost" {
+			return "", false
+		}
+		rest = "/" + p
+	}
+	path, err := url.PathUnescape(rest)
+	if err != nil || path == "" || path == ":memory:" || strings.ContainsRune(path, 0) {
+		return "", false
+	}
+	return path, true
 }
 
 // withParams appends query parameters to a SQLite DSN.
