@@ -48,6 +48,60 @@ func TestCodeReplayRevokesFamily(t *testing.T) {
 	h.audit(t, "token.refused", func(e store.AuditEvent) bool { return strings.Contains(e.Reason, "code replayed") })
 }
 
+// TestUsedCodeWithoutProofRevokesNothing: someone who merely saw a used code (in a log, a
+// browser history, a Referer) cannot use it to revoke the tokens its exchange issued: a
+// replay counts only when the request would otherwise have succeeded — the code's client,
+// its redirect_uri and the PKCE verifier. Anything less is invalid_grant and changes
+// nothing; the genuine replay still revokes the family.
+func TestUsedCodeWithoutProofRevokesNothing(t *testing.T) {
+	h := newSIHarness(t)
+	code, verifier, _ := h.flow(t, h.browser(t), siWeb, siWebRedirect, siAlice, "openid offline_access")
+	first := h.redeem(t, siWeb, code, siWebRedirect, verifier)
+	if first.status != http.StatusOK {
+		t.Fatalf("first redemption: %d %s", first.status, first.body)
+	}
+	tok := first.jsonMap(t)
+	at, rt := tok["access_token"].(string), tok["refresh_token"].(string)
+	wrong, _ := pkce()
+	for _, tt := range []struct {
+		name    string
+		redeem  func() siResp
+		wantErr string
+	}{
+		{"wrong verifier", func() siResp { return h.redeem(t, siWeb, code, siWebRedirect, wrong) }, "invalid_grant"},
+		{"malformed verifier", func() siResp { return h.redeem(t, siWeb, code, siWebRedirect, "short") }, "invalid_grant"},
+		{"no verifier", func() siResp {
+			return h.token(t, siWeb, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {siWebRedirect}})
+		}, "invalid_request"},
+		{"another redirect_uri", func() siResp { return h.redeem(t, siWeb, code, siWebRedirect+"x", verifier) }, "invalid_grant"},
+		{"another client", func() siResp { return h.redeem(t, siOther, code, siWebRedirect, verifier) }, "invalid_grant"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			wantGrantError(t, tt.redeem(), tt.wantErr)
+			if !h.active(t, at) || !h.stored(t, rt).Active(h.clock.Now()) {
+				t.Fatal("a failed attempt with a used code revoked the tokens of its exchange")
+			}
+			if h.revoked.has(token.Hash(at)) {
+				t.Fatal("a revocation was announced")
+			}
+		})
+	}
+	wantGrantError(t, h.redeem(t, siWeb, code, siWebRedirect, verifier), "invalid_grant")
+	if h.active(t, at) || h.stored(t, rt).Active(h.clock.Now()) {
+		t.Error("the genuine replay left the tokens active")
+	}
+}
+
+// stored is the record of tok (introspection says inactive for any refresh token).
+func (h *siHarness) stored(tb testing.TB, tok string) store.Token {
+	tb.Helper()
+	rec, err := h.db.GetToken(tb.Context(), token.Hash(tok))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rec
+}
+
 // TestConcurrentCodeRedemption: of concurrent redemptions of one code exactly one succeeds.
 func TestConcurrentCodeRedemption(t *testing.T) {
 	h := newSIHarness(t)

@@ -17,8 +17,10 @@ import (
 // AuthorizationCode is RFC 6749 §4.1.3 with PKCE (RFC 7636, S256 only): the client trades a
 // code for tokens. A code is bound to the client it was issued to, the redirect_uri it was
 // sent to and the PKCE challenge of its request; it works once, within 60 seconds. A code
-// presented again revokes everything the first exchange issued (RFC 6749 §4.1.2), and the
-// revocation is announced so gateways stop accepting those tokens at once.
+// presented again, by its client with its redirect_uri and verifier, revokes everything the
+// first exchange issued (RFC 6749 §4.1.2), and the revocation is announced so gateways stop
+// accepting those tokens at once. A used code without that proof is refused and revokes
+// nothing: seeing a code is not enough to end someone's tokens.
 type AuthorizationCode struct {
 	*UserTokens
 }
@@ -51,8 +53,16 @@ func (g AuthorizationCode) Handle(ctx context.Context, req *Request) (*Response,
 	if rec.Kind != store.KindCode {
 		return nil, invalidCode(fmt.Errorf("a %s token presented as a code", rec.Kind))
 	}
+	// Client, redirect_uri and verifier first: only a request that would otherwise succeed
+	// counts as a replay. Someone who merely saw a used code cannot revoke its tokens.
 	if rec.ClientID != req.Client.ID {
 		return nil, invalidCode(fmt.Errorf("code of client %q presented by another client", rec.ClientID))
+	}
+	if redirect == "" || redirect != extraString(rec.Extra, "redirect_uri") {
+		return nil, invalidCode(errors.New("redirect_uri differs from the authorization request's"))
+	}
+	if err := checkPKCE(verifier, extraString(rec.Extra, "code_challenge")); err != nil {
+		return nil, err
 	}
 	if !rec.UsedAt.IsZero() {
 		cause := errors.New("code replayed: every token issued from it is revoked")
@@ -63,12 +73,6 @@ func (g AuthorizationCode) Handle(ctx context.Context, req *Request) (*Response,
 	}
 	if !rec.Active(req.Now) {
 		return nil, invalidCode(errors.New("code expired or revoked"))
-	}
-	if redirect == "" || redirect != extraString(rec.Extra, "redirect_uri") {
-		return nil, invalidCode(errors.New("redirect_uri differs from the authorization request's"))
-	}
-	if err := checkPKCE(verifier, extraString(rec.Extra, "code_challenge")); err != nil {
-		return nil, err
 	}
 	u, err := g.activeUser(ctx, rec.Subject)
 	if err != nil {
