@@ -163,7 +163,14 @@ func TestPrivateKeyJWT(t *testing.T) {
 		{name: "inline keys, no client_id parameter", id: inlineKeys, noID: true},
 		{name: "remote keys (jwks_uri)", id: remoteKeys},
 		{name: "audience is the issuer", id: inlineKeys, edit: set("aud", h.url)},
-		{name: "audience array with the token endpoint", id: inlineKeys, edit: set("aud", []string{"https://other.example", h.url + "/token"})},
+		{name: "audience array of one value, the token endpoint", id: inlineKeys, edit: set("aud", []string{h.url + "/token"})},
+		{name: "audience array of one value, the issuer", id: inlineKeys, edit: set("aud", []string{h.url})},
+		// RFC 7523bis: aud is exactly one value; an assertion naming other audiences too
+		// could be replayed by any of them.
+		{name: "audience array with the token endpoint and another", id: inlineKeys, edit: set("aud", []string{"https://other.example", h.url + "/token"}), wantCode: "invalid_client"},
+		{name: "audience array of the issuer and the token endpoint", id: inlineKeys, edit: set("aud", []string{h.url, h.url + "/token"}), wantCode: "invalid_client"},
+		{name: "audience array of the issuer twice", id: inlineKeys, edit: set("aud", []string{h.url, h.url}), wantCode: "invalid_client"},
+		{name: "empty audience array", id: inlineKeys, edit: set("aud", []string{}), wantCode: "invalid_client"},
 		{name: "typ JWT", id: inlineKeys, edit: func(s *assertionSpec) { s.typ = "JWT" }},
 		{name: "expired", id: inlineKeys, edit: func(s *assertionSpec) {
 			s.claims["iat"], s.claims["exp"] = now.Add(-10*time.Minute).Unix(), now.Add(-6*time.Minute).Unix()

@@ -101,8 +101,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, creds oauth.ClientCred
 }
 
 // verifyAssertion checks an RFC 7523 client assertion with the one JWT validation library:
-// signed by one of the client's keys, iss = sub = client id, aud names this server, a short
-// lifetime, and a jti never seen before.
+// signed by one of the client's keys, iss = sub = client id, aud is exactly one value (this
+// server's issuer identifier or token endpoint), a short lifetime, and a jti never seen before.
 func (a *Authenticator) verifyAssertion(ctx context.Context, cl store.Client, assertion string) error {
 	ks, err := a.keySource(cl)
 	if err != nil {
@@ -127,6 +127,11 @@ func (a *Authenticator) verifyAssertion(ctx context.Context, cl store.Client, as
 	}
 	if claims.Subject != cl.ID {
 		return oauth.InvalidClient(errors.New("client assertion sub is not the client id"))
+	}
+	// Exactly one audience (draft-ietf-oauth-rfc7523bis): an assertion that also names other
+	// servers could be replayed to this one by any of them. A one-element array is one value.
+	if len(claims.Audience) != 1 {
+		return oauth.InvalidClient(fmt.Errorf("client assertion aud has %d values, want exactly one", len(claims.Audience)))
 	}
 	// The jti is remembered until the assertion could no longer verify anyway.
 	until := claims.Expiry.Add(time.Minute)
