@@ -49,10 +49,13 @@ type Client struct {
 	Internal     bool
 	Introspect   bool // may introspect any token (resource servers, the gateway)
 	RedirectURIs []string
-	RequirePAR   bool
-	Disabled     bool
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// PostLogoutRedirectURIs are where RP-initiated logout may send the browser back to
+	// (exact match); a list of its own, so a sign-in redirect URI is never a logout target.
+	PostLogoutRedirectURIs []string
+	RequirePAR             bool
+	Disabled               bool
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
 }
 
 // ClientStore keeps clients.

@@ -11,17 +11,17 @@ import (
 
 const clientCols = `id, owner, source, secret_hash, auth_method, jwks, jwks_uri, grant_types, scopes,
 	audience, claims, token_format, internal, introspect, redirect_uris, require_par, disabled,
-	created_at, updated_at`
+	created_at, updated_at, post_logout_redirect_uris`
 
 const (
 	qGetClient    = `SELECT ` + clientCols + ` FROM clients WHERE id = ?`
 	qInsertClient = `INSERT INTO clients (` + clientCols + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// qReplaceClient takes the same arguments as qInsertClient minus the id, then the id.
 	qReplaceClient = `UPDATE clients SET owner = ?, source = ?, secret_hash = ?, auth_method = ?,
 		jwks = ?, jwks_uri = ?, grant_types = ?, scopes = ?, audience = ?, claims = ?,
 		token_format = ?, internal = ?, introspect = ?, redirect_uris = ?, require_par = ?,
-		disabled = ?, created_at = ?, updated_at = ? WHERE id = ?`
+		disabled = ?, created_at = ?, updated_at = ?, post_logout_redirect_uris = ? WHERE id = ?`
 )
 
 // SourceConfig is the Client.Source of clients that SyncConfigClients manages.
@@ -42,13 +42,14 @@ func clientArgs(c store.Client) ([]any, error) {
 		return nil, invalid("client owner or source longer than %d bytes", maxKey)
 	}
 	for field, ss := range map[string][]string{"grant types": c.GrantTypes, "scopes": c.Scopes,
-		"audience": c.Audience, "redirect uris": c.RedirectURIs} {
+		"audience": c.Audience, "redirect uris": c.RedirectURIs,
+		"post-logout redirect uris": c.PostLogoutRedirectURIs} {
 		if err := checkTexts(field, ss); err != nil {
 			return nil, err
 		}
 	}
-	var js [5]string
-	for i, v := range []any{c.GrantTypes, c.Scopes, c.Audience, c.Claims, c.RedirectURIs} {
+	var js [6]string
+	for i, v := range []any{c.GrantTypes, c.Scopes, c.Audience, c.Claims, c.RedirectURIs, c.PostLogoutRedirectURIs} {
 		s, err := encJSON("client", v)
 		if err != nil {
 			return nil, err
@@ -57,7 +58,7 @@ func clientArgs(c store.Client) ([]any, error) {
 	}
 	return []any{c.ID, c.Owner, c.Source, c.SecretHash, c.AuthMethod, c.JWKS, c.JWKSURI,
 		js[0], js[1], js[2], js[3], c.TokenFormat, c.Internal, c.Introspect, js[4],
-		c.RequirePAR, c.Disabled, micros(c.CreatedAt), micros(c.UpdatedAt)}, nil
+		c.RequirePAR, c.Disabled, micros(c.CreatedAt), micros(c.UpdatedAt), js[5]}, nil
 }
 
 // replaceArgs reorders insert arguments for qReplaceClient (id last).
@@ -67,13 +68,13 @@ func replaceArgs(args []any) []any {
 
 func scanClient(s scanner) (store.Client, error) {
 	var (
-		c                                      store.Client
-		grants, scopes, aud, claims, redirects []byte
-		created, updated                       sql.NullInt64
+		c                                                   store.Client
+		grants, scopes, aud, claims, redirects, postLogouts []byte
+		created, updated                                    sql.NullInt64
 	)
 	err := s.Scan(&c.ID, &c.Owner, &c.Source, &c.SecretHash, &c.AuthMethod, &c.JWKS, &c.JWKSURI,
 		&grants, &scopes, &aud, &claims, &c.TokenFormat, &c.Internal, &c.Introspect, &redirects,
-		&c.RequirePAR, &c.Disabled, &created, &updated)
+		&c.RequirePAR, &c.Disabled, &created, &updated, &postLogouts)
 	if err != nil {
 		return store.Client{}, err
 	}
@@ -83,7 +84,8 @@ func scanClient(s scanner) (store.Client, error) {
 		decJSON("client scopes", scopes, &c.Scopes),
 		decJSON("client audience", aud, &c.Audience),
 		decJSON("client claims", claims, &c.Claims),
-		decJSON("client redirect uris", redirects, &c.RedirectURIs))
+		decJSON("client redirect uris", redirects, &c.RedirectURIs),
+		decJSON("client post-logout redirect uris", postLogouts, &c.PostLogoutRedirectURIs))
 	return c, err
 }
 

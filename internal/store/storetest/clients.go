@@ -11,25 +11,26 @@ import (
 
 func sampleClient(id string) store.Client {
 	return store.Client{
-		ID:           id,
-		Owner:        "owner-1",
-		Source:       "cli",
-		SecretHash:   "$hmac-sha256$v1$c2FsdA$aGFzaA",
-		AuthMethod:   "client_secret_basic",
-		JWKS:         `{"keys":[{"kty":"EC","crv":"P-256","x":"x","y":"y"}]}`,
-		JWKSURI:      "https://client.example/jwks.json",
-		GrantTypes:   []string{"client_credentials", "refresh_token"},
-		Scopes:       []string{"orders:read", "orders:write"},
-		Audience:     []string{"https://api.example"},
-		Claims:       map[string]string{"customer_id": "acme", "tier": "gold"},
-		TokenFormat:  "jwt",
-		Internal:     true,
-		Introspect:   true,
-		RedirectURIs: []string{"https://client.example/cb"},
-		RequirePAR:   true,
-		Disabled:     true,
-		CreatedAt:    base,
-		UpdatedAt:    base.Add(90 * time.Second),
+		ID:                     id,
+		Owner:                  "owner-1",
+		Source:                 "cli",
+		SecretHash:             "$hmac-sha256$v1$c2FsdA$aGFzaA",
+		AuthMethod:             "client_secret_basic",
+		JWKS:                   `{"keys":[{"kty":"EC","crv":"P-256","x":"x","y":"y"}]}`,
+		JWKSURI:                "https://client.example/jwks.json",
+		GrantTypes:             []string{"client_credentials", "refresh_token"},
+		Scopes:                 []string{"orders:read", "orders:write"},
+		Audience:               []string{"https://api.example"},
+		Claims:                 map[string]string{"customer_id": "acme", "tier": "gold"},
+		TokenFormat:            "jwt",
+		Internal:               true,
+		Introspect:             true,
+		RedirectURIs:           []string{"https://client.example/cb"},
+		PostLogoutRedirectURIs: []string{"https://client.example/signed-out", "https://client.example/bye"},
+		RequirePAR:             true,
+		Disabled:               true,
+		CreatedAt:              base,
+		UpdatedAt:              base.Add(90 * time.Second),
 	}
 }
 
@@ -97,6 +98,9 @@ var clientTests = []test{
 		c := sampleClient("c1")
 		c.Scopes = []string{"ok", "bad\x00"}
 		wantErr(t, "create with NUL in scope", s.CreateClient(t.Context(), c, 0), store.ErrInvalid)
+		c = sampleClient("c1")
+		c.PostLogoutRedirectURIs = []string{"https://client.example/\x00"}
+		wantErr(t, "create with NUL in a post-logout redirect uri", s.CreateClient(t.Context(), c, 0), store.ErrInvalid)
 		same(t, "clients", []string(nil), clientIDs(t, s))
 	}},
 	{"update_applies", func(t *testing.T, s store.Store) {
