@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +36,21 @@ func TestPublicClientRules(t *testing.T) {
 				t.Errorf("want %s %q; got %v", tt.path, tt.want, err)
 			}
 		})
+	}
+}
+
+// TestPostLogoutRedirectURIsDecode: the file's post_logout_redirect_uris reach the client,
+// apart from its redirect_uris.
+func TestPostLogoutRedirectURIsDecode(t *testing.T) {
+	y := strings.Replace(validIssuerYAML, "      claims: { customer_id: acme }\n", "      claims: { customer_id: acme }\n"+
+		"    - id: web\n      auth_method: none\n      grant_types: [authorization_code]\n      scopes: [orders:read]\n"+
+		"      redirect_uris: [\"https://web.example/cb\"]\n      post_logout_redirect_uris: [\"https://web.example/bye\"]\n", 1)
+	c, err := Parse([]byte(y), issuerDir(t), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := c.Issuer.Clients[1]
+	if !slices.Equal(web.PostLogoutRedirectURIs, []string{"https://web.example/bye"}) || !slices.Equal(web.RedirectURIs, []string{"https://web.example/cb"}) {
+		t.Fatalf("decoded %+v", web)
 	}
 }

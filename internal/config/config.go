@@ -99,7 +99,10 @@ type Client struct {
 	Introspect   bool              `yaml:"introspect"` // may introspect any token (resource servers, the gateway)
 	Claims       map[string]string `yaml:"claims"`
 	RedirectURIs []string          `yaml:"redirect_uris"`
-	RequirePAR   bool              `yaml:"require_par"`
+	// PostLogoutRedirectURIs are where RP-initiated logout may send the browser back to
+	// (exact match). redirect_uris never serve for that.
+	PostLogoutRedirectURIs []string `yaml:"post_logout_redirect_uris"`
+	RequirePAR             bool     `yaml:"require_par"`
 }
 
 // IssuerLimits bounds requests.

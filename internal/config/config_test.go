@@ -306,6 +306,18 @@ func TestIssuerValidation(t *testing.T) {
 		{"javascript redirect", func(c *Config) {
 			c.Issuer.Clients[0].RedirectURIs = []string{"javascript:alert(1)"}
 		}, "issuer.clients[0].redirect_uris[0]", ""},
+		{"wildcard post-logout redirect", func(c *Config) {
+			c.Issuer.Clients[0].PostLogoutRedirectURIs = []string{"https://app.example/bye", "https://*.example/bye"}
+		}, "issuer.clients[0].post_logout_redirect_uris[1]", "wildcards"},
+		{"http post-logout redirect off loopback", func(c *Config) {
+			c.Issuer.Clients[0].PostLogoutRedirectURIs = []string{"http://app.example/bye"}
+		}, "issuer.clients[0].post_logout_redirect_uris[0]", "loopback"},
+		{"post-logout redirect with fragment", func(c *Config) {
+			c.Issuer.Clients[0].PostLogoutRedirectURIs = []string{"https://app.example/bye#x"}
+		}, "issuer.clients[0].post_logout_redirect_uris[0]", "fragment"},
+		{"relative post-logout redirect", func(c *Config) {
+			c.Issuer.Clients[0].PostLogoutRedirectURIs = []string{"/bye"}
+		}, "issuer.clients[0].post_logout_redirect_uris[0]", "absolute"},
 		{"jwt for an external client", func(c *Config) { c.Issuer.Clients[0].TokenFormat = "jwt" }, "issuer.clients[0].token_format", "internal"},
 		{"unknown token format", func(c *Config) { c.Issuer.Clients[0].TokenFormat = "paseto" }, "issuer.clients[0].token_format", "opaque or jwt"},
 		{"postgres dsn not a url", func(c *Config) { c.Storage = Storage{Driver: "postgres", DSN: "host=x", QueryTimeout: time.Second} }, "storage.dsn", "postgres://"},

@@ -276,6 +276,9 @@ func (is *Issuer) validateClient(ps *Problems, p string, cl Client) {
 	for j, r := range cl.RedirectURIs {
 		checkRedirectURI(ps, fmt.Sprintf("%s.redirect_uris[%d]", p, j), r)
 	}
+	for j, r := range cl.PostLogoutRedirectURIs {
+		checkRedirectURI(ps, fmt.Sprintf("%s.post_logout_redirect_uris[%d]", p, j), r)
+	}
 	for j, s := range cl.Scopes {
 		if _, ok := is.Scopes[s]; !ok && !slices.Contains(builtinScopes, s) {
 			ps.add(fmt.Sprintf("%s.scopes[%d]", p, j), "scope %q is not defined under issuer.scopes", s)
