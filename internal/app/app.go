@@ -274,7 +274,8 @@ func SyncClients(ctx context.Context, st store.ClientStore, ic *config.Issuer) e
 			ID: c.ID, Owner: c.Owner, Source: "config", SecretHash: c.SecretHash, AuthMethod: c.AuthMethod,
 			JWKS: string(c.JWKS), JWKSURI: c.JWKSURI, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
 			Audience: c.Audience, Claims: c.Claims, TokenFormat: c.TokenFormat, Internal: c.Internal,
-			Introspect: c.Introspect, RedirectURIs: c.RedirectURIs, RequirePAR: c.RequirePAR,
+			Introspect: c.Introspect, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+			RequirePAR: c.RequirePAR,
 		})
 	}
 	return st.SyncConfigClients(ctx, cs)

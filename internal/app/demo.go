@@ -325,6 +325,7 @@ func prepareDemo(dir string, lns map[string]net.Listener, be demoBackends) (*Dem
 		"Hashes":       hashes,
 		"Audience":     demoAudience,
 		"WebRedirects": demoweb.RedirectURIs(webBase),
+		"WebHome":      webBase + "/app/",
 		"OrdersRate":   demoOrdersRate,
 		"OrdersBurst":  demoOrdersBurst,
 	})
@@ -380,6 +381,7 @@ issuer:
       grant_types: [authorization_code, refresh_token]
       scopes: [openid, profile, email, orders:read, offline_access]
       redirect_uris: [{{range $i, $u := .WebRedirects}}{{if $i}}, {{end}}"{{$u}}"{{end}}]
+      post_logout_redirect_uris: ["{{.WebHome}}"]
 gateway:
   listen: 127.0.0.1:{{.GatewayPort}}
   tls: { cert: gateway.pem, key: gateway-key.pem }
