@@ -213,6 +213,11 @@ func parseLimitCount(s string) (int, error) {
 	return n, nil
 }
 
+// ReservedLimitPrefix begins the names of the limits Portcullis sets itself (the issuer's
+// sign-in throttles). They count on the same limiter backends as the gateway's limits, so no
+// configured limit may take such a name and share their counters.
+const ReservedLimitPrefix = "portcullis."
+
 // validLimitName reports whether s can name a limit: 1-64 of A-Z a-z 0-9 . _ -.
 func validLimitName(s string) bool {
 	if s == "" || len(s) > 64 {
@@ -459,6 +464,9 @@ func (g *Gateway) validateLimitsAndFilters(c *Config, ps *Problems) {
 			switch {
 			case !validLimitName(name) && l.Name == "":
 				ps.add(lp+".name", "the default name %q is not 1-64 of A-Z a-z 0-9 . _ -: name the limit", name)
+				continue
+			case strings.HasPrefix(name, ReservedLimitPrefix):
+				ps.add(lp+".name", "%q: names starting with %q belong to Portcullis's own limits (sign-in throttles): rename the limit or the route", name, ReservedLimitPrefix)
 				continue
 			case names[name] && l.Name == "":
 				ps.add(lp+".name", "two limits of the route would be called %q: name them", name)

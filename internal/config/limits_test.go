@@ -143,6 +143,8 @@ func TestLimitProblems(t *testing.T) {
 		{"unknown key in a list", "      rate_limit:\n        - { per: client, rate: 1/s }\n        - { per: ip, rates: 1/s }", "", r0 + ".rate_limit[1].rates", "unknown key", "rates: 1/s"},
 		{"scalar", "      rate_limit: 100/s", "", "", "mapping or a list", ""},
 		{"bad name", "      rate_limit: { name: \"a b\", per: client, rate: 1/s }", "", r0 + ".rate_limit[0].name", "use 1-64", ""},
+		{"reserved name", "      rate_limit: { name: portcullis.login.ip, per: ip, rate: 1/s }", "", r0 + ".rate_limit[0].name", "belong to Portcullis", "portcullis.login.ip"},
+		{"reserved default name", "", "    - name: portcullis\n      match: { path_prefix: /pc }\n      upstream: { url: \"https://127.0.0.1:9003\" }\n      auth: { method: oauth }\n      rate_limit: { per: ip, rate: 1/s }", "gateway.routes[2].rate_limit[0].name", "belong to Portcullis", ""},
 		{"two default names alike", "      rate_limit: [{ per: client, rate: 1/s }, { per: client, rate: 100/h }]", "", r0 + ".rate_limit[1].name", "name them", ""},
 		{"credential header", "      rate_limit: { per: \"header:Authorization\", rate: 1/s }", "", r0 + ".rate_limit[0].per", "credentials", ""},
 		{"bad header", "      rate_limit: { per: \"header:X Y\", rate: 1/s }", "", r0 + ".rate_limit[0].per", "not a header name", ""},

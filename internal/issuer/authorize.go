@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/internal/audit"
+	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/issuer/grant"
 	"github.com/portcullis/portcullis/internal/oauth"
 	"github.com/portcullis/portcullis/internal/ratelimit"
@@ -164,7 +165,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 // issuer.login.transaction_ttl. Thirty a minute, all at once if need be, is far beyond what
 // people behind one address start by hand, and keeps a script from filling the store. It
 // counts on the sign-in throttle's backends (Redis when configured, shared by replicas).
-var txLimit = ratelimit.Limit{Name: "authorize.ip", Rate: 30, Per: time.Minute, Burst: 30}
+var txLimit = ratelimit.Limit{Name: config.ReservedLimitPrefix + "authorize.ip", Rate: 30, Per: time.Minute, Burst: 30}
 
 // admitTransaction counts one new sign-in transaction (or pushed request of a public
 // client) against the request's address. Over the limit ok is false and retry says how long

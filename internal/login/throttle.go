@@ -44,7 +44,7 @@ func NewThrottle(cfg config.LoginThrottle, o ThrottleOptions) (*Throttle, error)
 	if err != nil {
 		return nil, fmt.Errorf("login throttle: %w", err)
 	}
-	lim, err := ratelimit.NewRate("login.ip", n, per, min(10, n))
+	lim, err := ratelimit.NewRate(config.ReservedLimitPrefix+"login.ip", n, per, min(10, n))
 	if err != nil {
 		return nil, fmt.Errorf("login throttle: %w", err)
 	}
