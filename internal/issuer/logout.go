@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis/portcullis/internal/issuer/grant"
 	"github.com/portcullis/portcullis/internal/secret"
 	"github.com/portcullis/portcullis/internal/store"
+	"github.com/portcullis/portcullis/internal/web"
 	"github.com/portcullis/portcullis/jwtverify"
 )
 
@@ -22,16 +23,23 @@ import (
 type logoutTx struct {
 	CSRF     string    `json:"csrf"`
 	Bind     string    `json:"bind"`
-	Redirect string    `json:"redirect,omitempty"` // a registered post_logout_redirect_uri
-	State    string    `json:"state,omitempty"`
+	ClientID string    `json:"client,omitempty"`   // a registered, enabled client
+	Redirect string    `json:"redirect,omitempty"` // one of its post_logout_redirect_uris
+	State    string    `json:"state,omitempty"`    // only with Redirect
 	Expires  time.Time `json:"exp"`
 }
 
+// errUnknownLogoutClient: the client a sign-out request names does not exist or is disabled.
+var errUnknownLogoutClient = errors.New("logout names an unknown or disabled client")
+
 // serveLogoutPage is the end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0).
-// post_logout_redirect_uri must exactly match one of the client's registered redirect URIs
-// (client_id, or the aud of id_token_hint, names the client); an unregistered one is an
-// error page, never a redirect. The person confirms with a CSRF-protected form, unless a
-// valid id_token_hint shows that the client asking is one the signed-in user signed in to.
+// The client (client_id, or the aud of a valid id_token_hint) is looked up before anything
+// else: an unknown or disabled one gets a generic error page that shows nothing the request
+// carried. The browser goes back only to one of the client's post_logout_redirect_uris
+// (exact match; its sign-in redirect_uris never serve), and state is echoed only then; any
+// other post_logout_redirect_uri is not followed (audited as logout.redirect_refused) and the
+// person ends on the signed-out page. They confirm with a CSRF-protected form, unless a valid
+// id_token_hint shows that the client asking is one the signed-in user signed in to.
 func (s *Server) serveLogoutPage(w http.ResponseWriter, r *http.Request) {
 	raw := r.URL.RawQuery
 	if len(raw) > maxAuthorizeQuery {
@@ -51,11 +59,6 @@ func (s *Server) serveLogoutPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hint, clientID, redirect := q.Get("id_token_hint"), q.Get("client_id"), q.Get("post_logout_redirect_uri")
-	sess, err := s.currentSession(r)
-	if err != nil {
-		s.serverError(w, r, err)
-		return
-	}
 	hintSub, hintAud := s.verifyHint(r, hint, clientID)
 	if clientID == "" {
 		clientID = hintAud
@@ -63,24 +66,35 @@ func (s *Server) serveLogoutPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The sign-out request is inconsistent.", errors.New("client_id differs from the id_token_hint audience"))
 		return
 	}
+	cl, err := s.logoutClient(r, clientID)
+	if errors.Is(err, errUnknownLogoutClient) {
+		s.recordAudit(r, store.AuditEvent{Type: "logout.refused", Outcome: audit.Denied, Reason: err.Error()})
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The application that sent you here is not known. You have not been signed out.", err)
+		return
+	}
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	sess, err := s.currentSession(r)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	tx := logoutTx{CSRF: secret.Random(32), Bind: hashBind(s.browserBinding(w, r)), ClientID: cl.ID, Expires: s.o.Now().Add(s.login.TransactionTTL)}
 	if redirect != "" {
-		ok, err := s.registeredRedirect(r, clientID, redirect)
-		if err != nil {
-			s.serverError(w, r, err)
-			return
-		}
-		if !ok {
-			s.errorPage(w, r, http.StatusBadRequest, "Invalid redirect", "The application asked to send you to an address it has not registered. You have not been sent there.", errors.New("post_logout_redirect_uri not registered for the client"))
-			return
+		if cl.ID != "" && slices.Contains(cl.PostLogoutRedirectURIs, redirect) {
+			tx.Redirect, tx.State = redirect, q.Get("state")
+		} else {
+			s.refuseLogoutRedirect(r, cl.ID)
 		}
 	}
-	tx := logoutTx{CSRF: secret.Random(32), Bind: hashBind(s.browserBinding(w, r)), Redirect: redirect, State: q.Get("state"), Expires: s.o.Now().Add(s.login.TransactionTTL)}
 	if !sess.ok {
 		s.signedOut(w, r, tx)
 		return
 	}
 	if hintSub != "" && hintSub == sess.s.UserID {
-		s.endSession(w, r, sess, clientID)
+		s.endSession(w, r, sess, cl.ID)
 		s.signedOut(w, r, tx)
 		return
 	}
@@ -89,8 +103,36 @@ func (s *Server) serveLogoutPage(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	setCSP(w, redirect)
-	s.render(w, r, http.StatusOK, "logout.html", pageData{Title: "Sign out", TxID: id, CSRF: tx.CSRF, ClientID: clientID, Signed: true})
+	setCSP(w, tx.Redirect)
+	s.render(w, r, http.StatusOK, "logout.html", pageData{Title: "Sign out", TxID: id, CSRF: tx.CSRF, ClientID: cl.ID, Signed: true})
+}
+
+// logoutClient returns the enabled client id names (the zero Client for ""), or
+// errUnknownLogoutClient.
+func (s *Server) logoutClient(r *http.Request, id string) (store.Client, error) {
+	if id == "" {
+		return store.Client{}, nil
+	}
+	cl, err := s.clients.GetClient(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Client{}, errUnknownLogoutClient
+	case err != nil:
+		return store.Client{}, err
+	case cl.Disabled:
+		return store.Client{}, errUnknownLogoutClient
+	}
+	return cl, nil
+}
+
+// refuseLogoutRedirect records a post_logout_redirect_uri that is not followed.
+func (s *Server) refuseLogoutRedirect(r *http.Request, clientID string) {
+	reason := "post_logout_redirect_uri is not one of the client's post_logout_redirect_uris"
+	if clientID == "" {
+		reason = "post_logout_redirect_uri without a client (client_id or a valid id_token_hint)"
+	}
+	s.log.Info("post-logout redirect refused", "request_id", web.RequestID(r.Context()), "client_id", clientID, "reason", reason)
+	s.recordAudit(r, store.AuditEvent{Type: "logout.redirect_refused", Outcome: audit.Denied, ClientID: clientID, Reason: reason})
 }
 
 // serveLogoutPost ends the session after the person confirmed.
@@ -120,8 +162,20 @@ func (s *Server) serveLogoutPost(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
+	if tx.Redirect != "" {
+		// The client may have been disabled, or the address unregistered, since the page.
+		cl, err := s.logoutClient(r, tx.ClientID)
+		if err != nil && !errors.Is(err, errUnknownLogoutClient) {
+			s.serverError(w, r, err)
+			return
+		}
+		if cl.ID == "" || !slices.Contains(cl.PostLogoutRedirectURIs, tx.Redirect) {
+			s.refuseLogoutRedirect(r, cl.ID)
+			tx.Redirect, tx.State = "", ""
+		}
+	}
 	if sess.ok {
-		s.endSession(w, r, sess, "")
+		s.endSession(w, r, sess, tx.ClientID)
 	}
 	s.signedOut(w, r, tx)
 }
@@ -152,21 +206,6 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, tx logoutTx) 
 		return
 	}
 	s.render(w, r, http.StatusOK, "signedout.html", pageData{Title: "Signed out"})
-}
-
-// registeredRedirect reports whether redirect is one of the client's registered URIs.
-func (s *Server) registeredRedirect(r *http.Request, clientID, redirect string) (bool, error) {
-	if clientID == "" {
-		return false, nil
-	}
-	cl, err := s.clients.GetClient(r.Context(), clientID)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return !cl.Disabled && slices.Contains(cl.RedirectURIs, redirect), nil
 }
 
 // verifyHint returns the subject and audience of an id_token_hint this issuer signed for

@@ -58,6 +58,12 @@ const (
 	siNativeRedir   = "com.example.app:/oauth/cb"
 )
 
+// Post-logout redirect URIs: a list apart from the sign-in redirect URIs.
+const (
+	siWebSignedOut   = "https://web.example/signed-out"
+	siOtherSignedOut = "https://other.example/bye"
+)
+
 // Users of the sign-in harness.
 const (
 	siAlice = "alice" // password only; name, email, customer_id
@@ -144,9 +150,9 @@ func buildSIHarness(tb testing.TB, o siOptions) *siHarness {
 		},
 		Login: o.login,
 		Clients: []config.Client{
-			{ID: siWeb, AuthMethod: "none", GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: userScopes, RedirectURIs: []string{siWebRedirect, "https://web.example/signed-out"}},
+			{ID: siWeb, AuthMethod: "none", GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: userScopes, RedirectURIs: []string{siWebRedirect}, PostLogoutRedirectURIs: []string{siWebSignedOut}},
 			{ID: siConf, SecretHash: gen(siConf), AuthMethod: "client_secret_basic", GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: userScopes, RedirectURIs: []string{siConfRedirect}},
-			{ID: siOther, AuthMethod: "none", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siOtherRedirect}},
+			{ID: siOther, AuthMethod: "none", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siOtherRedirect}, PostLogoutRedirectURIs: []string{siOtherSignedOut}},
 			{ID: siPARApp, SecretHash: gen(siPARApp), AuthMethod: "client_secret_basic", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siPARRedirect}, RequirePAR: true},
 			{ID: siNoOffln, AuthMethod: "none", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siNoOfflnRedir}},
 			{ID: siNative, AuthMethod: "none", GrantTypes: []string{"authorization_code"}, Scopes: userScopes, RedirectURIs: []string{siNativeRedir}},
@@ -168,7 +174,7 @@ func buildSIHarness(tb testing.TB, o siOptions) *siHarness {
 	for _, c := range ic.Clients {
 		cs = append(cs, store.Client{ID: c.ID, Source: "config", SecretHash: c.SecretHash, AuthMethod: c.AuthMethod,
 			GrantTypes: c.GrantTypes, Scopes: c.Scopes, TokenFormat: c.TokenFormat, Introspect: c.Introspect,
-			RedirectURIs: c.RedirectURIs, RequirePAR: c.RequirePAR})
+			RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, RequirePAR: c.RequirePAR})
 	}
 	if err := db.SyncConfigClients(ctx, cs); err != nil {
 		tb.Fatal(err)

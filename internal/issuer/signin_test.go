@@ -446,14 +446,17 @@ func TestDisabledMidSession(t *testing.T) {
 
 // TestLogout: RP-initiated logout. With a valid id_token_hint and a registered
 // post_logout_redirect_uri the session ends and the browser goes back with state; without a
-// hint the person confirms with a CSRF-protected form; an unregistered URI is an error page.
+// hint the person confirms with a CSRF-protected form; an unregistered URI is never followed
+// (logout_test.go has the attacks).
 func TestLogout(t *testing.T) {
 	h := newSIHarness(t)
 	b := h.browser(t)
 	code, verifier, _ := h.flow(t, b, siWeb, siWebRedirect, siAlice, "openid")
 	idToken := h.redeem(t, siWeb, code, siWebRedirect, verifier).jsonMap(t)["id_token"].(string)
 
-	checkErrorPage(t, b.get(t, "/logout?"+url.Values{"client_id": {siWeb}, "post_logout_redirect_uri": {"https://evil.example/"}}.Encode()), http.StatusBadRequest)
+	if r := b.get(t, "/logout?"+url.Values{"client_id": {siWeb}, "post_logout_redirect_uri": {"https://evil.example/"}}.Encode()); r.header.Get("Location") != "" || strings.Contains(r.header.Get("Content-Security-Policy"), "evil.example") {
+		t.Errorf("an unregistered post_logout_redirect_uri was followed: %d %q %q", r.status, r.header.Get("Location"), r.header.Get("Content-Security-Policy"))
+	}
 
 	// Without a hint: a confirmation page; its form needs the CSRF token.
 	page := b.get(t, "/logout?"+url.Values{"client_id": {siWeb}, "post_logout_redirect_uri": {"https://web.example/signed-out"}, "state": {"s1"}}.Encode())
