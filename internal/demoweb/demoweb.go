@@ -131,10 +131,10 @@ func New(o Options) (*App, error) {
 	}, nil
 }
 
-// RedirectURIs are the URIs to register for the client: the callback and the page the
-// issuer returns to after signing out.
+// RedirectURIs are the URIs to register for the client: the callback alone. The page the
+// issuer returns to after signing out, /app/, is a post_logout_redirect_uri, not one of these.
 func RedirectURIs(baseURL string) []string {
-	return []string{baseURL + "/app/callback", baseURL + "/app/"}
+	return []string{baseURL + "/app/callback"}
 }
 
 // Handler serves /app/.
