@@ -11,6 +11,9 @@
 //	               introspected once, then served from the cache
 //	gateway jwt    the same gateway on a jwt route: an internal client's at+jwt, verified
 //	               once, then cached by hash
+//	gateway oauth, limits
+//	               the oauth route with a per-client and a per-address rate limit (memory
+//	               backend, never reached): the cost of limiting, against the oauth case
 //
 // The load is closed-loop HTTP/1.1 keep-alive over TLS: -conns connections per case, each
 // sending its next request when the last answer arrived. After a warm-up, the cases take
@@ -81,7 +84,7 @@ func run() int {
 	flag.StringVar(&o.bin, "bin", "", "portcullis binary to run (default: go build ./cmd/portcullis)")
 	flag.StringVar(&o.dir, "dir", "", "working directory (default: a new temporary one)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (config, logs)")
-	flag.StringVar(&o.only, "only", "", "comma-separated cases to run (direct, bare, bare-jwt, oauth, jwt); the bare proxy cases they compare with always run")
+	flag.StringVar(&o.only, "only", "", "comma-separated cases to run (direct, bare, bare-jwt, oauth, jwt, oauth-limit); the bare proxy cases they compare with always run")
 	flag.StringVar(&o.barePprof, "bare-pprof", "", "let the bare proxy serve net/http/pprof on this address (to profile the reference)")
 	flag.Parse()
 	if err := bench(o); err != nil {
@@ -152,6 +155,7 @@ func bench(o options) error {
 		{id: "bare-jwt", name: "bare proxy, jwt", addr: bare.addr, proc: bare, path: "/api/orders/A-1001", token: "jwt", ref: 1},
 		{id: "oauth", name: "gateway oauth", addr: gwAddr, proc: gw, path: "/bench/oauth/A-1001", token: "opaque", metric: "portcullis_gateway_introspections_total", ref: 1},
 		{id: "jwt", name: "gateway jwt", addr: gwAddr, proc: gw, path: "/bench/jwt/A-1001", token: "jwt", ref: 2},
+		{id: "oauth-limit", name: "gateway oauth, limits", addr: gwAddr, proc: gw, path: "/bench/limited/A-1001", token: "opaque", ref: 1},
 	}
 	if o.only != "" {
 		cases = selectCases(cases, strings.Split(o.only, ","))
@@ -361,6 +365,16 @@ func writeBenchConfig(dir, upstream string) (string, error) {
 		map[string]any{
 			"name": "bench-jwt", "match": map[string]any{"path_prefix": "/bench/jwt", "methods": []string{"GET"}},
 			"upstream": up, "auth": map[string]any{"method": "jwt", "scopes": []string{"reports:read"}},
+		},
+		// The oauth route again with a per-client and a per-address limit (memory backend)
+		// set high enough never to refuse: what checking limits costs.
+		map[string]any{
+			"name": "bench-limited", "match": map[string]any{"path_prefix": "/bench/limited", "methods": []string{"GET"}},
+			"upstream": up, "auth": map[string]any{"method": "oauth", "scopes": []string{"orders:read"}},
+			"rate_limit": []any{
+				map[string]any{"per": "client", "rate": "1000000/s"},
+				map[string]any{"per": "ip", "rate": "1000000/s"},
+			},
 		},
 	}
 	out, err := yaml.Marshal(cfg)
