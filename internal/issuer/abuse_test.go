@@ -115,7 +115,7 @@ func TestClientAuthFailuresOff(t *testing.T) {
 }
 
 // counterValue is the value of the counter of a vector with one label value.
-func counterValue(t *testing.T, g prometheus.Gatherer, name, label string) float64 {
+func counterValue(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
@@ -126,12 +126,19 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name, label string) float
 			continue
 		}
 		for _, m := range mf.Metric {
-			if len(m.Label) == 1 && m.Label[0].GetValue() == label {
+			if len(m.Label) != len(labels) {
+				continue
+			}
+			match := true
+			for i, l := range m.Label { // the labels in their names' order
+				match = match && l.GetValue() == labels[i]
+			}
+			if match {
 				return m.Counter.GetValue()
 			}
 		}
 	}
-	t.Fatalf("no %s{%s}", name, label)
+	t.Fatalf("no %s%v", name, labels)
 	return 0
 }
 

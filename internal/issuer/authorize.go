@@ -176,11 +176,13 @@ func (s *Server) admitTransaction(r *http.Request, clientID string) (retry time.
 	key := ratelimit.IPKey(ip)
 	d, err := ratelimit.Allow(r.Context(), s.txLimiter, txLimit, key, now)
 	if err != nil {
+		s.metrics.throttled.WithLabelValues(r.URL.Path, "unavailable").Inc()
 		return 0, false, fmt.Errorf("sign-in transaction limit: %w", err)
 	}
 	if d.Allowed {
 		return 0, true, nil
 	}
+	s.metrics.throttled.WithLabelValues(r.URL.Path, "limited").Inc()
 	const reason = "too many sign-in transactions from this address"
 	web.RequestInfo(r.Context()).Reason = reason
 	if s.txRefused.first(r.URL.Path+" "+key, now, txLimit.Per) {

@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/issuer"
 	"github.com/portcullis/portcullis/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // checkErrorPage asserts an HTML error page that does not redirect anywhere.
@@ -211,9 +212,11 @@ func (c *ephemeralCounter) count(kind string) int {
 func TestSignInTransactionsPerAddress(t *testing.T) {
 	const perMinute = 30
 	counter := &ephemeralCounter{puts: map[string]int{}}
+	reg := prometheus.NewRegistry()
 	h := buildSIHarness(t, siOptions{
 		login: config.Login{TrustedProxies: []string{"127.0.0.1/32"}},
 		wrap:  func(s store.Store) store.Store { counter.Store = s; return counter },
+		reg:   reg,
 	})
 	_, challenge := pkce()
 	from := func(b *siBrowser, addr string) siResp {
@@ -243,6 +246,9 @@ func TestSignInTransactionsPerAddress(t *testing.T) {
 		t.Errorf("the refused request stored a transaction (%d stored)", n)
 	}
 	h.audit(t, "authorization.throttled", func(e store.AuditEvent) bool { return e.Details["ip"] == "198.51.100.7" })
+	if got := counterValue(t, reg, "portcullis_issuer_transactions_refused_total", "/authorize", "limited"); got != 1 {
+		t.Errorf("transactions_refused_total{/authorize,limited} = %v, want 1", got)
+	}
 
 	if r := from(h.browser(t), "203.0.113.9"); r.status != http.StatusSeeOther {
 		t.Errorf("another address was refused too: %d", r.status)

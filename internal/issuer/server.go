@@ -93,6 +93,7 @@ type Metrics struct {
 	revoked    *prometheus.CounterVec
 	logins     *prometheus.CounterVec
 	blocked    *prometheus.CounterVec
+	throttled  *prometheus.CounterVec
 }
 
 // NewMetrics creates the issuer's metrics and registers them on reg (when not nil).
@@ -103,9 +104,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		revoked:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_revocations_total", Help: "Revocation requests by result."}, []string{"result"}),
 		logins:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_logins_total", Help: "Sign-in attempts (password or code) by outcome: success, failure, locked, throttled, busy (no password check could run: try again)."}, []string{"outcome"}),
 		blocked:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_blocked_requests_total", Help: "Requests to the OAuth endpoints refused (429) because their address is blocked after client-authentication failures, by endpoint."}, []string{"endpoint"}),
+		throttled:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_issuer_transactions_refused_total", Help: "Sign-in transactions (/authorize, and public clients' /par pushes) refused by endpoint and reason: limited (429, the address started too many) or unavailable (503, the limit could not be counted)."}, []string{"endpoint", "reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.issued, m.introspect, m.revoked, m.logins, m.blocked} {
+		for _, c := range []prometheus.Collector{m.issued, m.introspect, m.revoked, m.logins, m.blocked, m.throttled} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

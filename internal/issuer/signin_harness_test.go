@@ -31,6 +31,7 @@ import (
 	"github.com/portcullis/portcullis/internal/store"
 	"github.com/portcullis/portcullis/internal/store/sqlstore"
 	"github.com/portcullis/portcullis/jwtverify"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The sign-in harness: a real issuer (SQLite store, keys, argon2id, TOTP) behind an httptest
@@ -111,6 +112,8 @@ type siOptions struct {
 	login config.Login
 	// wrap, when set, wraps the store the issuer is given (to watch what it stores).
 	wrap func(store.Store) store.Store
+	// reg, when set, receives the issuer's metrics.
+	reg prometheus.Registerer
 }
 
 func newSIHarness(tb testing.TB) *siHarness { return buildSIHarness(tb, siOptions{}) }
@@ -237,7 +240,13 @@ func buildSIHarness(tb testing.TB, o siOptions) *siHarness {
 	if o.wrap != nil {
 		is = o.wrap(db)
 	}
-	h.issuer, err = issuer.New(issuer.Options{Config: ic, Store: is, Keys: h.keys, Secrets: hasher, Events: h.bus, Audit: rec, Now: clk.Now, TOTP: totp})
+	var metrics *issuer.Metrics
+	if o.reg != nil {
+		if metrics, err = issuer.NewMetrics(o.reg); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	h.issuer, err = issuer.New(issuer.Options{Config: ic, Store: is, Keys: h.keys, Secrets: hasher, Events: h.bus, Audit: rec, Now: clk.Now, TOTP: totp, Metrics: metrics})
 	if err != nil {
 		tb.Fatal(err)
 	}
