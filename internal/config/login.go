@@ -35,6 +35,11 @@ type LoginThrottle struct {
 	// PerIP is the rate of sign-in form posts (password and code) one address may make,
 	// "N/s", "N/m" or "N/h" (default 30/m, burst 10).
 	PerIP string `yaml:"per_ip"`
+	// StartsPerIP is the rate of new sign-in transactions one address may start at
+	// /authorize (and by pushing for a public client to /par), all of them at once if need
+	// be: /authorize answers anyone and stores a transaction for each (default 30/m). Raise
+	// it when many people sign in from behind one address the issuer cannot see past.
+	StartsPerIP string `yaml:"starts_per_ip"`
 	// AccountFailures wrong passwords or codes for one account within AccountWindow lock the
 	// account for AccountLock (defaults 10, 15m, 15m). A locked account gets the same answer
 	// as a wrong password, so the lock tells an attacker nothing; the lock is short because
@@ -55,6 +60,7 @@ const (
 	DefaultTransactionTTL  = 10 * time.Minute
 	DefaultTOTPIssuer      = "Portcullis"
 	DefaultLoginPerIP      = "30/m"
+	DefaultStartsPerIP     = "30/m"
 	DefaultAccountFailures = 10
 	DefaultAccountWindow   = 15 * time.Minute
 	DefaultAccountLock     = 15 * time.Minute
@@ -78,6 +84,9 @@ func (l Login) Effective() Login {
 	t := &l.Throttle
 	if t.PerIP == "" {
 		t.PerIP = DefaultLoginPerIP
+	}
+	if t.StartsPerIP == "" {
+		t.StartsPerIP = DefaultStartsPerIP
 	}
 	if t.AccountFailures == 0 {
 		t.AccountFailures = DefaultAccountFailures
@@ -129,6 +138,9 @@ func (is *Issuer) validateLogin(ps *Problems) {
 	t := l.Throttle
 	if t.PerIP != "" && !validLoginRate(t.PerIP) {
 		ps.add(p+".throttle.per_ip", "must be a rate like 30/m (at least 1/h, at most 100/s)")
+	}
+	if t.StartsPerIP != "" && !validLoginRate(t.StartsPerIP) {
+		ps.add(p+".throttle.starts_per_ip", "must be a rate like 30/m (at least 1/h, at most 100/s)")
 	}
 	count := func(path string, n int) {
 		if n < 0 || n > 10000 {

@@ -29,7 +29,7 @@ func TestLoginDefaults(t *testing.T) {
 	}
 	got := cfg.Issuer.Login.Effective()
 	want := Login{SessionTTL: time.Hour, TransactionTTL: DefaultTransactionTTL, TOTPIssuer: DefaultTOTPIssuer,
-		Throttle: LoginThrottle{PerIP: "5/m", AccountFailures: DefaultAccountFailures, AccountWindow: DefaultAccountWindow,
+		Throttle: LoginThrottle{PerIP: "5/m", StartsPerIP: DefaultStartsPerIP, AccountFailures: DefaultAccountFailures, AccountWindow: DefaultAccountWindow,
 			AccountLock: DefaultAccountLock, IPFailures: DefaultIPFailures, IPWindow: DefaultIPWindow, IPBlock: DefaultIPBlock}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("effective (-want +got):\n%s", diff)
@@ -42,6 +42,8 @@ func TestLoginValidation(t *testing.T) {
 		{"transaction too short", "    transaction_ttl: 5s", "issuer.login.transaction_ttl"},
 		{"bad rate", "    throttle: { per_ip: lots }", "issuer.login.throttle.per_ip"},
 		{"rate too high", "    throttle: { per_ip: 1000/s }", "issuer.login.throttle.per_ip"},
+		{"bad starts rate", "    throttle: { starts_per_ip: 30 }", "issuer.login.throttle.starts_per_ip"},
+		{"starts rate too high", "    throttle: { starts_per_ip: 101/s }", "issuer.login.throttle.starts_per_ip"},
 		{"negative failures", "    throttle: { account_failures: -1 }", "issuer.login.throttle.account_failures"},
 		{"lock too long", "    throttle: { account_lock: 48h }", "issuer.login.throttle.account_lock"},
 		{"bad proxy", "    trusted_proxies: [not-an-ip]", "issuer.login.trusted_proxies[0]"},
@@ -59,7 +61,7 @@ func TestLoginValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := loginConfig(t, "    trusted_proxies: [10.0.0.0/8, 192.0.2.1]\n    throttle: { per_ip: 20/m, ip_block: 1h }"); err != nil {
+	if _, err := loginConfig(t, "    trusted_proxies: [10.0.0.0/8, 192.0.2.1]\n    throttle: { per_ip: 20/m, starts_per_ip: 600/m, ip_block: 1h }"); err != nil {
 		t.Errorf("valid login section refused: %v", err)
 	}
 }

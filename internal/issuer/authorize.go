@@ -160,12 +160,22 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next+"?tx="+id, http.StatusSeeOther)
 }
 
-// txLimit bounds the sign-in transactions one address may start: /authorize answers anyone
-// and stores a transaction for every request that goes on to a page, kept until
-// issuer.login.transaction_ttl. Thirty a minute, all at once if need be, is far beyond what
-// people behind one address start by hand, and keeps a script from filling the store. It
-// counts on the sign-in throttle's backends (Redis when configured, shared by replicas).
-var txLimit = ratelimit.Limit{Name: config.ReservedLimitPrefix + "authorize.ip", Rate: 30, Per: time.Minute, Burst: 30}
+// txLimitName names the limit on the sign-in transactions one address may start.
+const txLimitName = config.ReservedLimitPrefix + "authorize.ip"
+
+// newTxLimit builds that limit from issuer.login.throttle.starts_per_ip (validated at load):
+// /authorize answers anyone and stores a transaction for every request that goes on to a
+// page, kept until issuer.login.transaction_ttl. The default, thirty a minute and all at
+// once if need be, is far beyond what people behind one address start by hand and keeps a
+// script from filling the store. It counts on the sign-in throttle's backends (Redis when
+// configured, shared by replicas).
+func newTxLimit(rate string) (ratelimit.Limit, error) {
+	n, per, err := ratelimit.ParseRate(rate)
+	if err != nil {
+		return ratelimit.Limit{}, err
+	}
+	return ratelimit.NewRate(txLimitName, n, per, n)
+}
 
 // admitTransaction counts one new sign-in transaction (or pushed request of a public
 // client) against the request's address. Over the limit ok is false and retry says how long
@@ -174,7 +184,7 @@ var txLimit = ratelimit.Limit{Name: config.ReservedLimitPrefix + "authorize.ip",
 func (s *Server) admitTransaction(r *http.Request, clientID string) (retry time.Duration, ok bool, err error) {
 	ip, now := s.clientIP(r), s.o.Now()
 	key := ratelimit.IPKey(ip)
-	d, err := ratelimit.Allow(r.Context(), s.txLimiter, txLimit, key, now)
+	d, err := ratelimit.Allow(r.Context(), s.txLimiter, s.txLimit, key, now)
 	if err != nil {
 		s.metrics.throttled.WithLabelValues(r.URL.Path, "unavailable").Inc()
 		return 0, false, fmt.Errorf("sign-in transaction limit: %w", err)
@@ -185,9 +195,9 @@ func (s *Server) admitTransaction(r *http.Request, clientID string) (retry time.
 	s.metrics.throttled.WithLabelValues(r.URL.Path, "limited").Inc()
 	const reason = "too many sign-in transactions from this address"
 	web.RequestInfo(r.Context()).Reason = reason
-	if s.txRefused.first(r.URL.Path+" "+key, now, txLimit.Per) {
+	if s.txRefused.first(r.URL.Path+" "+key, now, s.txLimit.Per) {
 		s.recordAudit(r, store.AuditEvent{Type: "authorization.throttled", Outcome: audit.Denied, ClientID: clientID, Reason: reason,
-			Details: map[string]string{"ip": ip.String(), "endpoint": r.URL.Path, "limit": txLimit.String()}})
+			Details: map[string]string{"ip": ip.String(), "endpoint": r.URL.Path, "limit": s.txLimit.String()}})
 	}
 	return d.RetryAfter, false, nil
 }

@@ -203,6 +203,19 @@ func (c *ephemeralCounter) count(kind string) int {
 	return c.puts[kind]
 }
 
+// TestSignInTransactionsConfigured: issuer.login.throttle.starts_per_ip sets the limit.
+func TestSignInTransactionsConfigured(t *testing.T) {
+	h := buildSIHarness(t, siOptions{login: config.Login{Throttle: config.LoginThrottle{StartsPerIP: "2/m"}}})
+	_, challenge := pkce()
+	b := h.browser(t)
+	for i := range 3 {
+		r := b.do(t, http.MethodGet, "/authorize?"+h.authParams(siWeb, siWebRedirect, challenge, "openid").Encode(), nil, nil)
+		if want := map[bool]int{true: http.StatusSeeOther, false: http.StatusTooManyRequests}[i < 2]; r.status != want {
+			t.Fatalf("request %d: %d, want %d", i+1, r.status, want)
+		}
+	}
+}
+
 // TestSignInTransactionsPerAddress: /authorize is unauthenticated and stores a transaction
 // per request, so one address may start 30 a minute. Beyond that it gets a bare 429 with
 // Retry-After, nothing is stored (not even the binding cookie) and the refusal is audited;

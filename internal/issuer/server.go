@@ -83,6 +83,7 @@ type Server struct {
 	reported  onceGate    // subjects a report-only rule was audited for
 
 	txLimiter ratelimit.Limiter // counts new sign-in transactions per address (txLimit)
+	txLimit   ratelimit.Limit   // issuer.login.throttle.starts_per_ip
 	txRefused onceGate          // addresses a refusal of txLimit was audited for
 }
 
@@ -243,6 +244,11 @@ func (s *Server) buildSignIn() error {
 		}
 		s.throttle = t
 	}
+	txLimit, err := newTxLimit(s.login.Throttle.StartsPerIP)
+	if err != nil {
+		return fmt.Errorf("issuer: login.throttle.starts_per_ip: %w", err)
+	}
+	s.txLimit = txLimit
 	s.txLimiter = s.o.LoginBackends.Limiter
 	if s.txLimiter == nil {
 		s.txLimiter = ratelimit.NewMemory(1 << 14)
