@@ -72,6 +72,7 @@ type options struct {
 	keep             bool
 	barePprof        string
 	only             string
+	noRequestID      bool
 }
 
 func run() int {
@@ -85,6 +86,7 @@ func run() int {
 	flag.StringVar(&o.dir, "dir", "", "working directory (default: a new temporary one)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (config, logs)")
 	flag.StringVar(&o.only, "only", "", "comma-separated cases to run (direct, bare, bare-jwt, oauth, jwt, oauth-limit); the bare proxy cases they compare with always run")
+	flag.BoolVar(&o.noRequestID, "no-request-id", false, "run the gateway with forward_request_id: false (upstreams get no X-Request-Id, as from the bare proxy)")
 	flag.StringVar(&o.barePprof, "bare-pprof", "", "let the bare proxy serve net/http/pprof on this address (to profile the reference)")
 	flag.Parse()
 	if err := bench(o); err != nil {
@@ -124,7 +126,7 @@ func bench(o options) error {
 	if err != nil {
 		return err
 	}
-	cfgPath, err := writeBenchConfig(demoDir, "https://"+up.addr)
+	cfgPath, err := writeBenchConfig(demoDir, "https://"+up.addr, !o.noRequestID)
 	if err != nil {
 		return err
 	}
@@ -343,7 +345,7 @@ func prepareDemo(bin, dir string) (demoInfo, error) {
 
 // writeBenchConfig replaces the demo config's routes with the two measured ones, both to
 // the benchmark's upstream, and returns the new file's path.
-func writeBenchConfig(dir, upstream string) (string, error) {
+func writeBenchConfig(dir, upstream string, forwardRequestID bool) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "portcullis.yaml"))
 	if err != nil {
 		return "", err
@@ -356,6 +358,7 @@ func writeBenchConfig(dir, upstream string) (string, error) {
 	if !ok {
 		return "", errors.New("the demo config has no gateway section")
 	}
+	gw["forward_request_id"] = forwardRequestID
 	up := map[string]any{"url": upstream, "ca": "ca.pem"}
 	gw["routes"] = []any{
 		map[string]any{

@@ -27,16 +27,26 @@ type Gateway struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// IdentityHeaders are internal identity headers that upstreams trust; inbound copies are
 	// always stripped.
-	IdentityHeaders []string             `yaml:"identity_headers"`
-	Introspection   GatewayIntrospection `yaml:"introspection"`
-	JWT             GatewayJWT           `yaml:"jwt"`
-	Limits          GatewayLimits        `yaml:"limits"`
+	IdentityHeaders []string `yaml:"identity_headers"`
+	// ForwardRequestID sends the request id (the X-Request-Id the client gets back and the
+	// access log shows) to upstreams as X-Request-Id, so their logs can be joined with the
+	// gateway's (default true). Off, a client's X-Request-Id is still dropped; on an HTTP/2
+	// upstream connection a value new with every request costs header-compression work
+	// (docs/gateway.md has the measurement).
+	ForwardRequestID *bool                `yaml:"forward_request_id"`
+	Introspection    GatewayIntrospection `yaml:"introspection"`
+	JWT              GatewayJWT           `yaml:"jwt"`
+	Limits           GatewayLimits        `yaml:"limits"`
 	// IPFilter allows and denies client addresses for every route (before routing).
 	IPFilter IPFilter `yaml:"ip_filter"`
 	// Abuse configures the detectors of authentication-failure bursts and enumeration.
 	Abuse  GatewayAbuse `yaml:"abuse"`
 	Routes []Route      `yaml:"routes"`
 }
+
+// ForwardsRequestID reports whether upstreams get the request id (ForwardRequestID, default
+// true).
+func (g *Gateway) ForwardsRequestID() bool { return g.ForwardRequestID == nil || *g.ForwardRequestID }
 
 // GatewayIntrospection is how the gateway turns opaque tokens into phantom JWTs.
 type GatewayIntrospection struct {

@@ -109,6 +109,7 @@ type state struct {
 	transports map[string]*http.Transport
 	trusted    []netip.Prefix
 	strip      map[string]bool  // canonical request header names never forwarded as sent
+	forwardID  bool             // gateway.forward_request_id
 	filter     *ipfilter.Filter // gateway.ip_filter; nil when it filters nothing
 	abuse      abuseSettings
 }
@@ -412,6 +413,7 @@ func (g *Gateway) build(cfg *config.Config, old *state) (st *state, err error) {
 	if err := b.compileAbuse(st); err != nil {
 		return nil, err
 	}
+	st.forwardID = gw.ForwardsRequestID()
 	st.strip = map[string]bool{}
 	for _, h := range alwaysStripped {
 		st.strip[h] = true

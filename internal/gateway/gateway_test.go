@@ -271,6 +271,23 @@ func TestSpoofedHeadersNeverReachUpstream(t *testing.T) {
 	}
 }
 
+// TestRequestIDNotForwarded: with gateway.forward_request_id: false the upstream sees no
+// X-Request-Id, neither the gateway's nor one the client sent; the client still gets its id.
+func TestRequestIDNotForwarded(t *testing.T) {
+	off := false
+	h := newHarness(t, withConfig(func(c *config.Config, _ *harness) { c.Gateway.ForwardRequestID = &off }))
+	resp, body := h.do("GET", "/api/orders", h.opaque("orders:read"), http.Header{"X-Request-Id": {"forged-id"}}, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if got := h.lastSeen().Header.Values("X-Request-Id"); len(got) != 0 {
+		t.Errorf("the upstream saw X-Request-Id %q", got)
+	}
+	if id := resp.Header.Get("X-Request-Id"); id == "" || id == "forged-id" {
+		t.Errorf("the client got request id %q", id)
+	}
+}
+
 // TestUnderscoreHeadersDropped: CGI, WSGI and Rack servers read X_User_Id and X-User-Id as the
 // same variable (HTTP_X_USER_ID), so a name with an underscore could smuggle an identity or
 // forwarding header past the stripping, which compares canonical names. Every such header is

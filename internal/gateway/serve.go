@@ -626,7 +626,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	if pr.In.Host != "" {
 		h["X-Forwarded-Host"] = vals[2:3:3]
 	}
-	h["X-Request-Id"] = vals[3:4:4]
+	if rs.st.forwardID {
+		h["X-Request-Id"] = vals[3:4:4]
+	}
 }
 
 // hopByHop are the hop-by-hop response headers (RFC 9110 §7.6.1) that ReverseProxy removes
