@@ -3,7 +3,6 @@ package tokencheck
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"sync"
 	"time"
 
@@ -229,8 +228,8 @@ func (s *cacheShard) putLocked(k tokenKey, e cacheEntry, now int64) {
 
 // revoke drops what is known about the token with the given hash (events.TokenHash form).
 func (c *cache) revoke(hash string) {
-	var k tokenKey
-	if n, err := base64.RawURLEncoding.Decode(k[:], []byte(hash)); err != nil || n != len(k) {
+	k, ok := decodeHash(hash) // checks the length first: Decode would overrun k on a longer one
+	if !ok {
 		return // not a hash we could hold
 	}
 	s := c.shard(&k)

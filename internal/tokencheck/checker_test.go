@@ -612,3 +612,28 @@ func BenchmarkOpaqueCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// TestMalformedRevocationIsIgnored: a TokenRevoked event whose hash is not the events.TokenHash
+// form (too long, too short, not base64url) neither panics nor evicts anything.
+func TestMalformedRevocationIsIgnored(t *testing.T) {
+	bus := &events.Memory{}
+	f := newFixture(t, bus)
+	tok := f.is.Opaque(tokenchecktest.Grant{Subject: "alice", ClientID: "app"})
+	if _, err := f.check.Opaque(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	good := events.TokenHash(tok)
+	for _, hash := range []string{good + "A", good + good, strings.Repeat("A", 1000), good[:42], "", "!" + good[1:]} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("revocation event with hash %q panicked: %v", hash, r)
+				}
+			}()
+			_ = bus.Publish(t.Context(), events.Event{Kind: events.TokenRevoked, TokenHash: hash})
+		}()
+	}
+	if got := f.check.cache.len(); got != 1 {
+		t.Fatalf("cache holds %d entries after malformed revocations, want 1", got)
+	}
+}
