@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/keys"
@@ -410,7 +412,7 @@ func (e env) clients(args []string) int {
 	owner := fs.String("owner", "cli", "who owns the client (issuer.limits.max_clients_per_owner applies)")
 	audience := fs.String("audience", "", "comma-separated audiences (default: the issuer's)")
 	var claims multiFlag
-	fs.Var(&claims, "claim", "a claim value NAME=VALUE, asserted for scopes that name the claim (repeatable)")
+	fs.Var(&claims, "claim", "a claim value NAME=VALUE, asserted for scopes that name the claim (repeatable, once per NAME)")
 	if code, ok := e.parse(fs, args[1:]); !ok {
 		return code
 	}
@@ -428,6 +430,15 @@ func (e env) clients(args []string) int {
 		k, v, ok := strings.Cut(c, "=")
 		if !ok || k == "" {
 			fmt.Fprintf(e.stderr, "portcullis clients add: --claim %q must be NAME=VALUE\n", c)
+			return ExitUsage
+		}
+		if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+			// tokens assert the value: a NUL or an escape sequence has no place in it
+			fmt.Fprintf(e.stderr, "portcullis clients add: --claim %s: the value must be text without control characters\n", k)
+			return ExitUsage
+		}
+		if _, dup := claimMap[k]; dup { // the last value must not silently win
+			fmt.Fprintf(e.stderr, "portcullis clients add: --claim %s given twice\n", k)
 			return ExitUsage
 		}
 		claimMap[k] = v
@@ -471,6 +482,9 @@ func (e env) clients(args []string) int {
 		return ExitUsage
 	case errors.Is(err, store.ErrLimit):
 		fmt.Fprintf(e.stderr, "portcullis clients add: owner %q already has the maximum number of clients\n", cc.Owner)
+		return ExitUsage
+	case errors.Is(err, store.ErrInvalid): // input the store cannot hold, such as a NUL
+		fmt.Fprintf(e.stderr, "portcullis clients add: %v\n", err)
 		return ExitUsage
 	case err != nil:
 		fmt.Fprintf(e.stderr, "portcullis: %v\n", err)
