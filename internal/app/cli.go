@@ -495,6 +495,9 @@ func (e env) clients(args []string) int {
 	return ExitOK
 }
 
+// maxSecretLine is the longest secret hash-secret reads from stdin.
+const maxSecretLine = 4096
+
 func (e env) hashSecret(args []string) int {
 	fs := e.flags("hash-secret", "[--config FILE] [--generate | --argon2id]",
 		"Prints the secret_hash to put in portcullis.yaml. The secret is read from the first\n"+
@@ -516,7 +519,7 @@ func (e env) hashSecret(args []string) int {
 	if *generate {
 		sec = secret.Generate()
 	} else {
-		line, err := bufio.NewReader(io.LimitReader(e.stdin, 4096)).ReadString('\n')
+		line, err := bufio.NewReader(io.LimitReader(e.stdin, maxSecretLine+2)).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			fmt.Fprintf(e.stderr, "portcullis hash-secret: %v\n", err)
 			return ExitFailure
@@ -524,6 +527,10 @@ func (e env) hashSecret(args []string) int {
 		sec = strings.TrimRight(line, "\r\n")
 		if sec == "" {
 			fmt.Fprintln(e.stderr, "portcullis hash-secret: no secret on stdin")
+			return ExitUsage
+		}
+		if len(sec) > maxSecretLine { // hashing a cut-off secret would give a hash no client matches
+			fmt.Fprintf(e.stderr, "portcullis hash-secret: the secret is longer than %d bytes\n", maxSecretLine)
 			return ExitUsage
 		}
 	}

@@ -154,3 +154,23 @@ func TestBadConfigIsUsageError(t *testing.T) {
 		}
 	}
 }
+
+// TestHashSecretRefusesOverlongInput: a secret longer than hash-secret reads is refused, not
+// cut to its first 4096 bytes and hashed (a hash no client could ever match).
+func TestHashSecretRefusesOverlongInput(t *testing.T) {
+	s := newSetup(t)
+	for _, args := range [][]string{{"hash-secret", "--config", s.config}, {"hash-secret", "--argon2id"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			for _, stdin := range []string{strings.Repeat("s", 5000) + "\n", strings.Repeat("s", 4097)} {
+				code, stdout, stderr := cli(t, stdin, args...)
+				if code != ExitUsage || stdout != "" || !strings.HasPrefix(stderr, "portcullis hash-secret: ") || strings.Count(stderr, "\n") != 1 {
+					t.Errorf("%d bytes: exit %d\nstdout: %q\nstderr: %q", len(stdin), code, stdout, stderr)
+				}
+			}
+			code, stdout, stderr := cli(t, strings.Repeat("s", 4096)+"\n", args...)
+			if code != ExitOK || stdout == "" {
+				t.Errorf("4096 bytes: exit %d\nstderr: %q", code, stderr)
+			}
+		})
+	}
+}
