@@ -1,6 +1,7 @@
 package jwtverify
 
 import (
+	"crypto"
 	"sync"
 	"time"
 )
@@ -26,7 +27,8 @@ type cacheShard struct {
 
 type cacheEntry struct {
 	claims  *Claims
-	expires int64 // unix nanoseconds
+	signer  crypto.PublicKey // the key the token verified with
+	expires int64            // unix nanoseconds
 }
 
 // evictScan bounds the work of one insertion into a full shard.
@@ -48,21 +50,22 @@ func (c *tokenCache) shard(key *[32]byte) *cacheShard {
 	return &c.shards[key[0]&c.mask]
 }
 
-// get returns the claims cached for key unless the entry has expired.
-func (c *tokenCache) get(key *[32]byte, now time.Time) (*Claims, bool) {
+// get returns the claims cached for key, and the key they verified with, unless the entry
+// has expired.
+func (c *tokenCache) get(key *[32]byte, now time.Time) (*Claims, crypto.PublicKey, bool) {
 	s := c.shard(key)
 	s.mu.RLock()
 	e, ok := s.entries[*key]
 	s.mu.RUnlock()
 	if !ok || now.UnixNano() >= e.expires {
-		return nil, false
+		return nil, nil, false
 	}
-	return e.claims, true
+	return e.claims, e.signer, true
 }
 
 // put caches claims for key until min(now+ttl, exp); an entry that would already be expired is
 // not stored.
-func (c *tokenCache) put(key *[32]byte, claims *Claims, now time.Time) {
+func (c *tokenCache) put(key *[32]byte, claims *Claims, signer crypto.PublicKey, now time.Time) {
 	expires := now.Add(c.ttl)
 	if claims.Expiry.Before(expires) {
 		expires = claims.Expiry
@@ -78,7 +81,7 @@ func (c *tokenCache) put(key *[32]byte, claims *Claims, now time.Time) {
 	if _, ok := s.entries[*key]; !ok && len(s.entries) >= c.perShard {
 		s.evictLocked(nowNano)
 	}
-	s.entries[*key] = cacheEntry{claims: claims, expires: exp}
+	s.entries[*key] = cacheEntry{claims: claims, signer: signer, expires: exp}
 }
 
 // evictLocked makes room for one entry: it drops the expired entries among the first evictScan

@@ -1,12 +1,15 @@
 package jwtverify
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 func TestCacheSkipsSignatureOnHit(t *testing.T) {
@@ -26,16 +29,21 @@ func TestCacheSkipsSignatureOnHit(t *testing.T) {
 	if first != second {
 		t.Error("a cache hit must return the cached claims")
 	}
-	if got := src.count(); got != 1 {
-		t.Errorf("key source calls = %d, want 1 (second Verify served from the cache)", got)
+	// The hit asks the key source once more, only whether the key still serves.
+	if got := src.count(); got != 2 {
+		t.Errorf("key source calls = %d, want 2 (verification, then the hit's key check)", got)
 	}
 
 	clk.Advance(DefaultCacheTTL) // the entry's TTL is over: full verification again
-	if _, err := v.Verify(t.Context(), tok); err != nil {
+	third, err := v.Verify(t.Context(), tok)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := src.count(); got != 2 {
-		t.Errorf("key source calls after CacheTTL = %d, want 2", got)
+	if third == first {
+		t.Error("an entry past its TTL was served")
+	}
+	if got := src.count(); got != 3 {
+		t.Errorf("key source calls after CacheTTL = %d, want 3", got)
 	}
 }
 
@@ -66,10 +74,10 @@ func TestCacheEntryNeverOutlivesExp(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := sha256.Sum256([]byte(tok))
-	if _, ok := v.cache.get(&key, testNow.Add(9*time.Second)); !ok {
+	if _, _, ok := v.cache.get(&key, testNow.Add(9*time.Second)); !ok {
 		t.Error("entry missing before exp")
 	}
-	if _, ok := v.cache.get(&key, testNow.Add(10*time.Second)); ok {
+	if _, _, ok := v.cache.get(&key, testNow.Add(10*time.Second)); ok {
 		t.Error("entry still served at exp")
 	}
 	clk.Advance(41 * time.Second) // past exp + leeway
@@ -88,7 +96,8 @@ func TestCacheHitChecksTime(t *testing.T) {
 		key := sha256.Sum256([]byte(tok))
 		s := v.cache.shard(&key)
 		s.mu.Lock()
-		s.entries[key] = cacheEntry{claims: c, expires: testNow.Add(time.Hour).UnixNano()}
+		c.KeyID, c.Algorithm = "k1", "ES256" // as verified by k
+		s.entries[key] = cacheEntry{claims: c, signer: k.pub.Key, expires: testNow.Add(time.Hour).UnixNano()}
 		s.mu.Unlock()
 	}
 	plant("expired", &Claims{Expiry: testNow.Add(-time.Minute)})
@@ -118,7 +127,7 @@ func TestCacheIsBounded(t *testing.T) {
 			claims := &Claims{Expiry: testNow.Add(time.Hour)}
 			for i := range 5 * size {
 				key := sha256.Sum256(fmt.Appendf(nil, "token-%d", i))
-				c.put(&key, claims, testNow)
+				c.put(&key, claims, nil, testNow)
 				if n := c.len(); n > size {
 					t.Fatalf("after %d inserts the cache holds %d entries, limit %d", i+1, n, size)
 				}
@@ -128,7 +137,7 @@ func TestCacheIsBounded(t *testing.T) {
 			}
 			// The newest entry is always present.
 			key := sha256.Sum256(fmt.Appendf(nil, "token-%d", 5*size-1))
-			if _, ok := c.get(&key, testNow); !ok {
+			if _, _, ok := c.get(&key, testNow); !ok {
 				t.Error("the entry just inserted is missing")
 			}
 		})
@@ -143,13 +152,13 @@ func TestCachePrefersEvictingExpiredEntries(t *testing.T) {
 	for i := range keys {
 		keys[i] = sha256.Sum256(fmt.Appendf(nil, "t%d", i))
 	}
-	c.put(&keys[0], short, testNow)
+	c.put(&keys[0], short, nil, testNow)
 	for i := 1; i < 4; i++ {
-		c.put(&keys[i], long, testNow)
+		c.put(&keys[i], long, nil, testNow)
 	}
-	c.put(&keys[4], long, testNow.Add(2*time.Second))
+	c.put(&keys[4], long, nil, testNow.Add(2*time.Second))
 	for i := 1; i < 5; i++ {
-		if _, ok := c.get(&keys[i], testNow.Add(2*time.Second)); !ok {
+		if _, _, ok := c.get(&keys[i], testNow.Add(2*time.Second)); !ok {
 			t.Errorf("live entry %d evicted while an expired one was available", i)
 		}
 	}
@@ -182,5 +191,48 @@ func TestCacheConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if n := v.cache.len(); n > 16 {
 		t.Errorf("cache holds %d entries, limit 16", n)
+	}
+}
+
+// TestCacheEndsWithTheKey: a key withdrawn from the key source (rotated out early, or
+// compromised) stops vouching for the tokens it verified at once: a cached token whose
+// signing key is gone is verified afresh, and refused, rather than served until its exp.
+// A different key under the same kid does not keep it alive either.
+func TestCacheEndsWithTheKey(t *testing.T) {
+	k := newTestKey(t, "ES256", "k1")
+	impostor := newTestKey(t, "ES256", "k1")
+	var mu sync.Mutex
+	current := []jose.JSONWebKey{k.pub}
+	src := KeyFunc(func(_ context.Context, kid string) ([]jose.JSONWebKey, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []jose.JSONWebKey
+		for _, j := range current {
+			if kid == "" || j.KeyID == kid {
+				out = append(out, j)
+			}
+		}
+		return out, nil
+	})
+	set := func(keys ...jose.JSONWebKey) { mu.Lock(); current = keys; mu.Unlock() }
+	v := newTestVerifier(t, src, func(c *Config) { c.CacheSize = 100; c.CacheTTL = time.Hour })
+	tok := k.mint(t, k.defaultHeader(), baseClaims(testNow))
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Fatalf("cached, key still there: %v", err)
+	}
+	set(impostor.pub)
+	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrSignature) {
+		t.Fatalf("the kid now names another key: err %v, want ErrSignature", err)
+	}
+	set()
+	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("key withdrawn: err %v, want ErrKeyNotFound", err)
+	}
+	set(k.pub)
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Fatalf("key back: %v", err)
 	}
 }

@@ -215,7 +215,7 @@ func usablePublicKey(k *jose.JSONWebKey) bool {
 	case ed25519.PublicKey:
 		return len(pub) == ed25519.PublicKeySize
 	case *rsa.PublicKey:
-		return pub != nil && pub.N != nil && pub.N.BitLen() >= minRSABits && pub.E >= 3 && pub.E%2 == 1 && !rocaFingerprint(pub.N)
+		return pub != nil && pub.N != nil && pub.N.BitLen() >= minRSABits && pub.E >= 3 && pub.E%2 == 1 && !rocaFingerprintOnce(pub.N)
 	}
 	return false
 }

@@ -1,6 +1,10 @@
 package jwtverify
 
-import "math/big"
+import (
+	"math/big"
+	"sync"
+	"sync/atomic"
+)
 
 // The ROCA weakness (CVE-2017-15361): Infineon's RSA library built its primes as
 // k·M + (65537^a mod M), M a primorial, which makes such moduli factorable. Both primes, and
@@ -35,4 +39,28 @@ func rocaFingerprint(n *big.Int) bool {
 		}
 	}
 	return true
+}
+
+// rocaChecked remembers the verdict per modulus (by pointer: keys are not modified once
+// built), so the check runs once per key, not once per verification. It is cleared when it
+// passes rocaCheckedMax entries, which bounds it whatever a KeySource returns.
+var (
+	rocaChecked  sync.Map // *big.Int → bool
+	rocaCheckedN atomic.Int64
+)
+
+const rocaCheckedMax = 4096
+
+// rocaFingerprintOnce is rocaFingerprint, remembered.
+func rocaFingerprintOnce(n *big.Int) bool {
+	if v, ok := rocaChecked.Load(n); ok {
+		return v.(bool)
+	}
+	r := rocaFingerprint(n)
+	if rocaCheckedN.Add(1) > rocaCheckedMax {
+		rocaChecked.Clear()
+		rocaCheckedN.Store(1)
+	}
+	rocaChecked.Store(n, r)
+	return r
 }

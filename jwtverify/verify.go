@@ -2,6 +2,9 @@ package jwtverify
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -26,21 +29,56 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	now := v.now()
 	if v.cache == nil {
-		return v.verify(ctx, token, now)
+		c, _, err := v.verify(ctx, token, now)
+		return c, err
 	}
 	key := hashToken(token)
-	if c, ok := v.cache.get(&key, now); ok {
+	if c, signer, ok := v.cache.get(&key, now); ok && v.stillServes(ctx, c, signer) {
 		if err := v.checkExpiry(c, now); err != nil {
 			return nil, err
 		}
 		return c, nil
 	}
-	c, err := v.verify(ctx, token, now)
+	c, signer, err := v.verify(ctx, token, now)
 	if err != nil {
 		return nil, err
 	}
-	v.cache.put(&key, c, now)
+	v.cache.put(&key, c, signer, now)
 	return c, nil
+}
+
+// stillServes reports whether the key that verified a cached token is still one the key
+// source offers for its kid and alg: a key withdrawn from the JWKS (rotated out early, or
+// compromised) ends the cached answers it vouched for at once, not at their exp. An error
+// from the source counts as no: the token is then verified afresh, which reports it.
+func (v *Verifier) stillServes(ctx context.Context, c *Claims, signer crypto.PublicKey) bool {
+	keys, err := v.candidateKeys(ctx, c.KeyID, c.Algorithm)
+	if err != nil {
+		return false
+	}
+	for i := range keys {
+		if sameKey(keys[i].Key, signer) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameKey reports whether a and b are the same public key: the same pointer (a key set that
+// has not been refreshed since) or, failing that, equal values.
+func sameKey(a, b crypto.PublicKey) bool {
+	switch x := a.(type) {
+	case *ecdsa.PublicKey:
+		if y, ok := b.(*ecdsa.PublicKey); ok && x == y {
+			return true
+		}
+	case *rsa.PublicKey:
+		if y, ok := b.(*rsa.PublicKey); ok && x == y {
+			return true
+		}
+	}
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }
 
 // hashBuffers avoids allocating a copy of the token for hashing on the cache's hot path.
@@ -58,23 +96,24 @@ func hashToken(token string) [32]byte {
 	return sum
 }
 
-// verify runs every check except the size cap, without the cache.
-func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Claims, error) {
+// verify runs every check except the size cap, without the cache. It also returns the public
+// key the signature verified with.
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Claims, crypto.PublicKey, error) {
 	// Structure: three canonical base64url segments. go-jose would accept more (whitespace,
 	// the JSON serialization), so this lexical check comes first.
 	signingInput, ok := compactSigningInput(token)
 	if !ok {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil {
 		if unexpected, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
-			return nil, fmt.Errorf("%w: %q", ErrAlgorithm, quoteShort(string(unexpected.Got)))
+			return nil, nil, fmt.Errorf("%w: %q", ErrAlgorithm, quoteShort(string(unexpected.Got)))
 		}
-		return nil, fmt.Errorf("%w: %s", ErrMalformed, quoteShort(err.Error()))
+		return nil, nil, fmt.Errorf("%w: %s", ErrMalformed, quoteShort(err.Error()))
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, fmt.Errorf("%w: %d signatures", ErrMalformed, len(jws.Signatures))
+		return nil, nil, fmt.Errorf("%w: %d signatures", ErrMalformed, len(jws.Signatures))
 	}
 	sig := &jws.Signatures[0]
 	hdr := &sig.Protected
@@ -82,36 +121,36 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 	// Header.
 	alg := hdr.Algorithm
 	if !containsAlg(v.algs, jose.SignatureAlgorithm(alg)) { // go-jose checked already; keep it local too
-		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, quoteShort(alg))
+		return nil, nil, fmt.Errorf("%w: %q", ErrAlgorithm, quoteShort(alg))
 	}
 	if err := v.checkType(hdr); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, ok := hdr.ExtraHeaders["crit"]; ok {
-		return nil, fmt.Errorf("%w: crit", ErrCritical)
+		return nil, nil, fmt.Errorf("%w: crit", ErrCritical)
 	}
 	if _, ok := hdr.ExtraHeaders["b64"]; ok {
-		return nil, fmt.Errorf("%w: b64", ErrCritical)
+		return nil, nil, fmt.Errorf("%w: b64", ErrCritical)
 	}
 	// "jwk", "jku", "x5u" and "x5c" are deliberately never read: keys come only from v.keys.
 
 	// Key.
 	candidates, err := v.candidateKeys(ctx, hdr.KeyID, alg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// Signature.
 	input := []byte(signingInput)
-	verified := false
+	var signer crypto.PublicKey
 	for i := range candidates {
 		if verifySignature(alg, candidates[i].Key, input, sig.Signature) == nil {
-			verified = true
+			signer = candidates[i].Key
 			break
 		}
 	}
-	if !verified {
-		return nil, fmt.Errorf("%w: alg %s, %d candidate key(s)", ErrSignature, alg, len(candidates))
+	if signer == nil {
+		return nil, nil, fmt.Errorf("%w: alg %s, %d candidate key(s)", ErrSignature, alg, len(candidates))
 	}
 
 	// Claims: only now that the payload is authenticated is it decoded. go-jose decoded these
@@ -119,7 +158,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 	// that segment has one encoding only), so "Unsafe" no longer applies.
 	c, err := parseClaims(jws.UnsafePayloadWithoutVerification())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.KeyID = hdr.KeyID
 	c.Algorithm = alg
@@ -127,9 +166,9 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 		c.Type = t
 	}
 	if err := v.checkClaims(c, now); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, signer, nil
 }
 
 // compactSigningInput reports whether token is three base64url segments without padding,
