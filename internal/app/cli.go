@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/portcullis/portcullis/internal/config"
 	"github.com/portcullis/portcullis/internal/keys"
@@ -432,9 +430,8 @@ func (e env) clients(args []string) int {
 			fmt.Fprintf(e.stderr, "portcullis clients add: --claim %q must be NAME=VALUE\n", c)
 			return ExitUsage
 		}
-		if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
-			// tokens assert the value: a NUL or an escape sequence has no place in it
-			fmt.Fprintf(e.stderr, "portcullis clients add: --claim %s: the value must be text without control characters\n", k)
+		if err := config.CheckClaimValue(v); err != nil {
+			fmt.Fprintf(e.stderr, "portcullis clients add: --claim %s: %v\n", k, err)
 			return ExitUsage
 		}
 		if _, dup := claimMap[k]; dup { // the last value must not silently win

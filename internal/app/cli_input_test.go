@@ -90,7 +90,7 @@ func TestClientsAddRefusesBadInput(t *testing.T) {
 		{"audience with NUL", "audience", add("x", "--audience", "api\x00x")},
 		{"claim value with NUL", "--claim customer_id: the value must be text", add("x", "--claim", "customer_id=acme\x00x")},
 		{"claim value with an escape sequence", "--claim customer_id: the value must be text", add("x", "--claim", "customer_id=acme\x1b[2J")},
-		{"claim value not UTF-8", "--claim customer_id: the value must be text", add("x", "--claim", "customer_id=acme\xff")},
+		{"claim value not UTF-8", "--claim customer_id: the value is not valid UTF-8", add("x", "--claim", "customer_id=acme\xff")},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s.refused(t, "portcullis clients add: ", tt.want, "", tt.args...)

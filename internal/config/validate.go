@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Validate reports every problem at once as Problems (nil when there is none). It is pure
@@ -293,14 +296,36 @@ func (is *Issuer) validateClient(ps *Problems, p string, cl Client) {
 	default:
 		ps.add(p+".token_format", "must be opaque or jwt")
 	}
-	for name := range cl.Claims {
+	for name, v := range cl.Claims {
 		checkClaimName(ps, p+".claims."+name, name)
+		if err := CheckClaimValue(v); err != nil {
+			ps.add(p+".claims."+name, "%v", err)
+		}
 	}
 	for j, a := range cl.Audience {
 		if a == "" || strings.ContainsAny(a, " \t\r\n") {
 			ps.add(fmt.Sprintf("%s.audience[%d]", p, j), "must be a non-empty string without spaces")
 		}
 	}
+}
+
+// MaxClaimValue bounds a configured claim value: every token of the client carries it.
+const MaxClaimValue = 1024
+
+// CheckClaimValue reports what is wrong with a claim value a client is configured with (in
+// the file or by `portcullis clients add`): tokens assert it, so it is text of at most
+// MaxClaimValue bytes, without control characters (a NUL or an escape sequence has no place
+// in an access token or a log line).
+func CheckClaimValue(v string) error {
+	switch {
+	case !utf8.ValidString(v):
+		return errors.New("the value is not valid UTF-8")
+	case len(v) > MaxClaimValue:
+		return fmt.Errorf("the value is longer than %d bytes", MaxClaimValue)
+	case strings.IndexFunc(v, unicode.IsControl) >= 0:
+		return errors.New("the value must be text without control characters")
+	}
+	return nil
 }
 
 func checkClaimName(ps *Problems, p, name string) {
