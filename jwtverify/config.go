@@ -212,8 +212,30 @@ func containsAlg(algs []jose.SignatureAlgorithm, alg jose.SignatureAlgorithm) bo
 // trimApplication drops a leading "application/" (any case) from a media type.
 func trimApplication(t string) string {
 	const prefix = "application/"
-	if len(t) >= len(prefix) && strings.EqualFold(t[:len(prefix)], prefix) {
+	if len(t) >= len(prefix) && asciiEqualFold(t[:len(prefix)], prefix) {
 		return t[len(prefix):]
 	}
 	return t
+}
+
+// asciiEqualFold compares media type names as RFC 2045 and RFC 7515 §4.1.9 do: case-insensitive
+// in ASCII only. strings.EqualFold would also fold Unicode, so "ſ" would pass for "s" and the
+// Kelvin sign for "k".
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -246,7 +246,7 @@ func (v *Verifier) checkType(hdr *jose.Header) error {
 	}
 	typ = trimApplication(typ)
 	for _, t := range v.types {
-		if strings.EqualFold(typ, t) {
+		if asciiEqualFold(typ, t) {
 			return nil
 		}
 	}

@@ -570,3 +570,22 @@ func selfSignedCertFor(t testing.TB, k *testKey) string {
 	}
 	return base64.StdEncoding.EncodeToString(der)
 }
+
+// TestTypeComparesInASCIIOnly: media types are case-insensitive in ASCII only; Unicode case
+// folding would let "ſ" (U+017F) pass for "s" and the Kelvin sign (U+212A) for "k".
+func TestTypeComparesInASCIIOnly(t *testing.T) {
+	k := newTestKey(t, "ES256", "k1")
+	v := newTestVerifier(t, staticKeys(t, k), func(c *Config) { c.Types = []string{"token-introspection+jwt"} })
+	for typ, want := range map[string]error{
+		"token-introspection+jwt":             nil,
+		"Token-Introspection+JWT":             nil,
+		"application/token-introspection+jwt": nil,
+		"token-introſpection+jwt":             ErrType,
+		"to\u212aen-introspection+jwt":        ErrType,
+	} {
+		_, err := v.Verify(t.Context(), k.mint(t, with(k.defaultHeader(), "typ", typ), baseClaims(testNow)))
+		if !errors.Is(err, want) && (want != nil || err != nil) {
+			t.Errorf("typ %q: %v, want %v", typ, err, want)
+		}
+	}
+}
