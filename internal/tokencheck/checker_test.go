@@ -198,6 +198,26 @@ func TestOpaqueRecoversAfterOutage(t *testing.T) {
 	}
 }
 
+// TestCanceledCallerIsNoOutage: the first discovery runs on a request's context; a client
+// that disconnects during it must not make every request of the next second fail as if the
+// issuer were down.
+func TestCanceledCallerIsNoOutage(t *testing.T) {
+	f := newFixture(t, &events.Memory{})
+	v, err := f.check.NewJWTVerifier([]string{"reports"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.is.JWT(tokenchecktest.Grant{Subject: "svc", ClientID: "reporter", Audience: []string{"reports"}})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := v.Verify(ctx, tok); err == nil {
+		t.Fatal("a canceled caller got an answer")
+	}
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Fatalf("the next caller: %v (the canceled one was counted as an outage)", err)
+	}
+}
+
 func TestRevocationEvictsAtOnce(t *testing.T) {
 	bus := &events.Memory{}
 	f := newFixture(t, bus)

@@ -83,6 +83,12 @@ func (ic *issuerClient) metadata(ctx context.Context) (*Metadata, error) {
 	}
 	ic.lastTry = time.Now()
 	md, err := ic.discover(ctx)
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up (a client that disconnected): that says nothing about the
+		// issuer, so the next caller tries at once rather than inheriting a failure.
+		ic.lastTry = time.Time{}
+		return nil, fmt.Errorf("%w: metadata: %w", ErrUnavailable, err)
+	}
 	if err != nil {
 		ic.lastErr = fmt.Errorf("%w: metadata: %w", ErrUnavailable, err)
 		ic.log.Warn("issuer metadata unavailable", "issuer", ic.issuer, "error", err)
