@@ -1,14 +1,12 @@
 package app
 
 import (
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/portcullis/portcullis/internal/store"
-	"github.com/portcullis/portcullis/internal/telemetry"
 )
 
 // storeState is everything the administration commands may write.
@@ -20,16 +18,12 @@ type storeState struct {
 
 func (s *userSetup) state(t *testing.T) storeState {
 	t.Helper()
-	cfg, code, ok := env{ctx: t.Context(), stderr: io.Discard}.loadConfig(s.config)
-	if !ok {
-		t.Fatalf("config: %d", code)
-	}
-	db, err := OpenStore(t.Context(), cfg, telemetry.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := s.db(t)
 	defer db.Close()
-	var st storeState
+	var (
+		st  storeState
+		err error
+	)
 	if st.Clients, err = db.ListClients(t.Context()); err != nil {
 		t.Fatal(err)
 	}

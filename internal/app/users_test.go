@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis/portcullis/internal/login"
 	"github.com/portcullis/portcullis/internal/secret"
 	"github.com/portcullis/portcullis/internal/store"
+	"github.com/portcullis/portcullis/internal/store/sqlstore"
 	"github.com/portcullis/portcullis/internal/telemetry"
 )
 
@@ -82,7 +83,8 @@ func (s *userSetup) run(t *testing.T, stdin string, args ...string) (int, string
 	return code, out.String(), errOut.String()
 }
 
-func (s *userSetup) user(t *testing.T, name string) store.User {
+// db opens the setup's store as the commands do; the caller closes it.
+func (s *userSetup) db(t *testing.T) *sqlstore.DB {
 	t.Helper()
 	cfg, code, ok := env{ctx: t.Context(), stderr: io.Discard}.loadConfig(s.config)
 	if !ok {
@@ -92,6 +94,12 @@ func (s *userSetup) user(t *testing.T, name string) store.User {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+func (s *userSetup) user(t *testing.T, name string) store.User {
+	t.Helper()
+	db := s.db(t)
 	defer db.Close()
 	u, err := db.GetUserByName(t.Context(), name)
 	if err != nil {
@@ -169,11 +177,7 @@ func TestUsersCommands(t *testing.T) {
 	if _, out, _ = s.run(t, "", "users", "revoke-consent", "--username", "erin", "--client", "web"); !strings.Contains(out, "no consent") {
 		t.Errorf("revoke-consent without one: %s", out)
 	}
-	cfg, _, _ := env{ctx: t.Context(), stderr: io.Discard}.loadConfig(s.config)
-	db, err := OpenStore(t.Context(), cfg, telemetry.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := s.db(t)
 	if err := db.SaveConsent(t.Context(), store.Consent{Subject: s.user(t, "erin").ID, ClientID: "web", Scopes: []string{"openid"}, GrantedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +185,7 @@ func TestUsersCommands(t *testing.T) {
 	if code, out, _ = s.run(t, "", "users", "revoke-consent", "--username", "erin", "--client", "web"); code != ExitOK || !strings.Contains(out, "revoked") {
 		t.Errorf("revoke-consent: %d %s", code, out)
 	}
-	db, _ = OpenStore(t.Context(), cfg, telemetry.Discard())
+	db = s.db(t)
 	defer db.Close()
 	if _, err := db.GetConsent(t.Context(), s.user(t, "erin").ID, "web"); err == nil {
 		t.Error("the consent is still stored")
