@@ -274,7 +274,9 @@ func TestIssuerValidation(t *testing.T) {
 		{"NUL in a claim value", func(c *Config) { c.Issuer.Clients[0].Claims = map[string]string{"customer_id": "acme\x00x"} }, "issuer.clients[0].claims.customer_id", "control characters"},
 		{"escape in a claim value", func(c *Config) { c.Issuer.Clients[0].Claims = map[string]string{"customer_id": "\x1b[2J"} }, "issuer.clients[0].claims.customer_id", "control characters"},
 		{"invalid UTF-8 in a claim value", func(c *Config) { c.Issuer.Clients[0].Claims = map[string]string{"customer_id": "\xff"} }, "issuer.clients[0].claims.customer_id", "UTF-8"},
-		{"overlong claim value", func(c *Config) { c.Issuer.Clients[0].Claims = map[string]string{"customer_id": strings.Repeat("a", MaxClaimValue+1)} }, "issuer.clients[0].claims.customer_id", "longer than"},
+		{"overlong claim value", func(c *Config) {
+			c.Issuer.Clients[0].Claims = map[string]string{"customer_id": strings.Repeat("a", MaxClaimValue+1)}
+		}, "issuer.clients[0].claims.customer_id", "longer than"},
 		{"body limit too large", func(c *Config) { c.Issuer.Limits.MaxBodyBytes = 10 << 20 }, "issuer.limits.max_body", "1MiB"},
 		{"bad client id", func(c *Config) { c.Issuer.Clients[0].ID = "a b" }, "issuer.clients[0].id", "required"},
 		{"no auth method", func(c *Config) { c.Issuer.Clients[0].AuthMethod = "" }, "issuer.clients[0].auth_method", "exactly one"},
