@@ -109,6 +109,19 @@ type limitBackends struct {
 	sweep  []func(time.Time) int // the in-memory stores
 }
 
+// The block and throttle lists, by the name they have in the shared backend (`portcullis
+// blocks` walks them).
+const (
+	listGatewayBlock    = "block"
+	listGatewayThrottle = "throttle"
+	listIssuerBlock     = "issuer-block"
+	listIssuerThrottle  = "issuer-throttle"
+	listLoginBlock      = "login-block"
+	listLoginLock       = "login-lock"
+)
+
+var blockListNames = []string{listGatewayBlock, listGatewayThrottle, listIssuerBlock, listIssuerThrottle, listLoginBlock, listLoginLock}
+
 // openLimits builds the limit backends of cfg on the cache's backends.
 func openLimits(cfg *config.Config, cache *cacheBackends, reg prometheus.Registerer, log *slog.Logger) (*limitBackends, error) {
 	b := &limitBackends{}
@@ -158,15 +171,15 @@ func openLimits(cfg *config.Config, cache *cacheBackends, reg prometheus.Registe
 	}
 	var err error
 	if cfg.Gateway != nil {
-		if b.Gateway, err = detector("gateway", "block", "throttle"); err != nil {
+		if b.Gateway, err = detector("gateway", listGatewayBlock, listGatewayThrottle); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Issuer != nil {
-		if b.Issuer, err = detector("issuer", "issuer-block", "issuer-throttle"); err != nil {
+		if b.Issuer, err = detector("issuer", listIssuerBlock, listIssuerThrottle); err != nil {
 			return nil, err
 		}
-		b.Login = login.ThrottleOptions{Limiter: b.Limiter, Windows: windows, Blocks: list("login-block"), Locks: list("login-lock")}
+		b.Login = login.ThrottleOptions{Limiter: b.Limiter, Windows: windows, Blocks: list(listLoginBlock), Locks: list(listLoginLock)}
 	}
 	return b, nil
 }

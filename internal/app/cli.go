@@ -48,6 +48,7 @@ Commands:
   keys list     list the signing keys and their state
   clients add   register a client and print its generated secret once
   users         add, disable, enable, set-password, list users; revoke-consent
+  blocks        list and lift the shared blocks and throttles (cache.driver: redis)
   hash-secret   hash a client secret for portcullis.yaml (secret read from stdin)
   migrate       apply database migrations (PostgreSQL; SQLite migrates itself)
   version       print the version
@@ -88,6 +89,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return e.clients(rest)
 	case "users":
 		return e.users(rest)
+	case "blocks":
+		return e.blocks(rest)
 	case "hash-secret":
 		return e.hashSecret(rest)
 	case "migrate":

@@ -159,6 +159,55 @@ func (b *BlockList) Blocked(ctx context.Context, subject string, now time.Time) 
 	return abuse.Block{Subject: subject, Until: until, Reason: reason}, true, nil
 }
 
+// Entries returns the blocks in force at now (an operator's view, `portcullis blocks list`),
+// at most max of them. It walks the list's keys with SCAN, so it never stalls Redis.
+func (b *BlockList) Entries(ctx context.Context, now time.Time, max int) ([]abuse.Block, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*b.o.Timeout)
+	defer cancel()
+	var (
+		out    []abuse.Block
+		cursor uint64
+	)
+	pattern := globEscape(b.prefix) + "*"
+	for {
+		keys, next, err := b.c.Scan(ctx, cursor, pattern, 200).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redis block list: %w", busy(err))
+		}
+		for _, k := range keys {
+			subject, mine := strings.CutPrefix(k, b.prefix)
+			if !mine {
+				continue
+			}
+			blk, ok, err := b.Blocked(ctx, subject, now)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, blk)
+			}
+			if len(out) >= max {
+				return out, nil
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return out, nil
+		}
+	}
+}
+
+// globEscape quotes the characters SCAN's MATCH pattern treats specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\^-`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // Unblock implements abuse.BlockList.
 func (b *BlockList) Unblock(ctx context.Context, subject string) error {
 	if subject == "" || len(subject) > abuse.MaxSubjectLen {

@@ -27,6 +27,7 @@ type Client interface {
 	Ping(ctx context.Context) *goredis.StatusCmd
 	Get(ctx context.Context, key string) *goredis.StringCmd
 	Del(ctx context.Context, keys ...string) *goredis.IntCmd
+	Scan(ctx context.Context, cursor uint64, match string, count int64) *goredis.ScanCmd
 }
 
 // NewClient opens a client for url (redis://[user:password@]host:port/db or rediss://) with

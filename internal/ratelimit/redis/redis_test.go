@@ -158,3 +158,31 @@ func clientVia(t testing.TB, base *goredis.Client, addr string) *goredis.Client 
 }
 
 var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+
+// TestBlockListEntries: Entries lists the blocks in force in its own list only, even when the
+// configured prefix holds SCAN pattern characters that would otherwise match other prefixes.
+func TestBlockListEntries(t *testing.T) {
+	c := testRedis(t)
+	o := testOptions(t, c)
+	now := time.Now()
+	globby := o
+	globby.Prefix = o.Prefix + "a*"
+	sibling := o
+	sibling.Prefix = o.Prefix + "ab"
+	for _, opts := range []redis.Options{globby, sibling} {
+		l := redis.NewBlockList(c, "block", opts)
+		if _, err := l.Block(t.Context(), "ip:198.51.100.7", now.Add(time.Hour), "long", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := redis.NewBlockList(c, "block", globby).Block(t.Context(), "ip:198.51.100.8", now.Add(time.Second), "short", now); err != nil {
+		t.Fatal(err)
+	}
+	got, err := redis.NewBlockList(c, "block", globby).Entries(t.Context(), now.Add(2*time.Second), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Subject != "ip:198.51.100.7" || got[0].Reason != "long" {
+		t.Errorf("entries %+v: want only the live block of its own list", got)
+	}
+}
