@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/internal/abuse"
-	"github.com/portcullis/portcullis/internal/config"
 	rlredis "github.com/portcullis/portcullis/internal/ratelimit/redis"
 )
 
@@ -45,23 +44,28 @@ func (e env) blocks(args []string) int {
 	return ExitUsage
 }
 
-// blockLists opens the shared lists of cfg, or says why there are none.
-func (e env) blockLists(name string, cfg *config.Config) (map[string]*rlredis.BlockList, func(), bool) {
+// blockLists loads the config at path and opens its shared lists; when it cannot, it has
+// said why and code is the exit code.
+func (e env) blockLists(name, path string) (lists map[string]*rlredis.BlockList, closeLists func(), code int, ok bool) {
+	cfg, code, ok := e.loadConfig(path)
+	if !ok {
+		return nil, nil, code, false
+	}
 	if cfg.Cache.Driver != "redis" {
 		fmt.Fprintf(e.stderr, "portcullis %s: cache.driver is memory: the blocks live inside each running process and end on their own; nothing is shared\n", name)
-		return nil, nil, false
+		return nil, nil, ExitFailure, false
 	}
 	c, err := newRedisClient(cfg.Cache.URL, cfg.Cache.Timeout)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "portcullis %s: %v\n", name, err)
-		return nil, nil, false
+		return nil, nil, ExitFailure, false
 	}
 	o := rlredis.Options{Prefix: cfg.Cache.Prefix, Timeout: cfg.Cache.Timeout}
-	lists := make(map[string]*rlredis.BlockList, len(blockListNames))
+	lists = make(map[string]*rlredis.BlockList, len(blockListNames))
 	for _, n := range blockListNames {
 		lists[n] = rlredis.NewBlockList(c, n, o)
 	}
-	return lists, func() { c.Close() }, true
+	return lists, func() { c.Close() }, ExitOK, true
 }
 
 func (e env) blocksList(args []string) int {
@@ -70,13 +74,9 @@ func (e env) blocksList(args []string) int {
 	if code, ok := e.parse(fs, args); !ok {
 		return code
 	}
-	cfg, code, ok := e.loadConfig(*path)
+	lists, closeLists, code, ok := e.blockLists("blocks list", *path)
 	if !ok {
 		return code
-	}
-	lists, closeLists, ok := e.blockLists("blocks list", cfg)
-	if !ok {
-		return ExitFailure
 	}
 	defer closeLists()
 	now := time.Now()
@@ -137,13 +137,9 @@ func (e env) blocksLift(args []string) int {
 		fmt.Fprintf(e.stderr, "portcullis blocks lift: the subject is longer than %d bytes\n", abuse.MaxSubjectLen)
 		return ExitUsage
 	}
-	cfg, code, ok := e.loadConfig(*path)
+	lists, closeLists, code, ok := e.blockLists("blocks lift", *path)
 	if !ok {
 		return code
-	}
-	lists, closeLists, ok := e.blockLists("blocks lift", cfg)
-	if !ok {
-		return ExitFailure
 	}
 	defer closeLists()
 	now := time.Now()
